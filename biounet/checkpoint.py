@@ -1,0 +1,107 @@
+"""One-file model checkpoints: architecture, weights, normalisation, version.
+
+A checkpoint is a ``torch.save`` dict of plain values and tensors::
+
+    {"format": "biounet-checkpoint", "format_version": 1,
+     "biounet_version": "0.1.0",
+     "model_config": {...},        # UNetConfig as a dict
+     "normalization": {...},       # Normalization as a dict
+     "model_state": {...},         # state_dict
+     ...}                          # training state, if any (see biounet.train)
+
+It is read with ``torch.load(..., weights_only=True)``, so a file from a
+stranger cannot run code when it is loaded. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from biounet import __version__
+from biounet.atomic import atomic_output
+from biounet.errors import BiounetError
+from biounet.model import UNet, UNetConfig
+from biounet.normalize import Normalization
+
+FORMAT = "biounet-checkpoint"
+FORMAT_VERSION = 1
+
+
+def checkpoint_dict(model: UNet, **extra: Any) -> dict[str, Any]:
+    """The checkpoint contents for `model`, plus `extra` entries (e.g. training state)."""
+    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "biounet_version": __version__,
+        "model_config": asdict(model.config),
+        "normalization": asdict(model.normalization),
+        "model_state": state,
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | Path, model: UNet, **extra: Any) -> Path:
+    """Write `model` (and `extra` entries) to `path` atomically; return the path."""
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint_dict(model, **extra), tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
+    """Read and validate a checkpoint file.
+
+    Raises
+    ------
+    BiounetError
+        If the file is missing or unreadable, holds anything but plain data
+        and tensors, or is not a biounet checkpoint of a known format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BiounetError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BiounetError(f"{path}: not a readable biounet checkpoint ({reason[:200]})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise BiounetError(f"{path}: not a biounet checkpoint")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise BiounetError(
+            f"{path}: checkpoint format {ckpt.get('format_version')} is not supported by "
+            f"biounet {__version__} (format {FORMAT_VERSION})"
+        )
+    return ckpt
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> UNet:
+    """Rebuild the model stored in a checkpoint file (see :meth:`UNet.from_checkpoint`)."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    try:
+        config = UNetConfig.from_dict(ckpt["model_config"])
+        norm = Normalization(**ckpt["normalization"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BiounetError(f"{path}: invalid model description in checkpoint ({exc})") from exc
+    with torch.device("meta"):
+        model = UNet(config, norm)
+    try:
+        model.load_state_dict(ckpt["model_state"], strict=True, assign=True)
+    except (KeyError, RuntimeError) as exc:
+        raise BiounetError(
+            f"{path}: weights do not fit the stored architecture "
+            f"({_first_mismatch(exc)}); the file was saved by a different model"
+        ) from exc
+    return model.eval()
+
+
+def _first_mismatch(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    for marker in ("size mismatch for", "Missing key(s)", "Unexpected key(s)"):
+        if marker in text:
+            return text[text.index(marker) :][:160]
+    return text[:160]

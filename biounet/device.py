@@ -1,0 +1,138 @@
+"""Device and precision: the one place that decides where and how tensors run.
+
+``--device auto|cpu|cuda|cuda:N`` and ``--precision auto|fp32|bf16|fp16`` map
+to a :class:`Runtime`. Mixed precision (AMP) is used only on CUDA; on the CPU
+everything runs in float32. ``channels_last`` memory format is used where it
+helps (CUDA tensor cores, oneDNN convolutions on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from biounet.errors import BiounetError
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and in which precision the network runs.
+
+    Attributes
+    ----------
+    device : torch.device
+    amp_dtype : torch.dtype or None
+        Autocast dtype on CUDA (bf16 or fp16); None means float32.
+    channels_last : bool
+        Whether models and inputs use the channels-last memory format.
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = True
+
+    @property
+    def is_cuda(self) -> bool:
+        """True on a CUDA device."""
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Context manager enabling AMP on CUDA; a no-op in float32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move `module` to the device (and memory format); return it."""
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def tensor(self, array, *, non_blocking: bool = True) -> torch.Tensor:
+        """Move an (N, C, H, W) array or tensor to the device, float32."""
+        t = torch.as_tensor(array)
+        if self.is_cuda and not t.is_cuda:
+            t = t.pin_memory()
+        t = t.to(self.device, dtype=torch.float32, non_blocking=non_blocking)
+        if self.channels_last and t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def describe(self) -> str:
+        """Short text such as ``cuda:0 (NVIDIA H100, bf16)`` or ``cpu (float32, 2 threads)``."""
+        if self.is_cuda:
+            name = torch.cuda.get_device_name(self.device)
+            prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "float32")
+            return f"{self.device} ({name}, {prec})"
+        return f"cpu (float32, {torch.get_num_threads()} threads)"
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` into a device.
+
+    ``auto`` picks the first CUDA device when there is one and the CPU
+    otherwise (logging that it fell back). Asking for CUDA where there is none,
+    or for a device number that does not exist, is an error.
+
+    Raises
+    ------
+    BiounetError
+        For an unknown spec or an unavailable CUDA device.
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        log.info("CUDA is not available: running on the CPU")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index_text = spec.partition(":")[2] or "0"
+        if not index_text.isdigit():
+            raise BiounetError(f"--device {spec}: expected cuda:N with N a number")
+        if not torch.cuda.is_available():
+            raise BiounetError(f"--device {spec}: CUDA is not available on this machine")
+        index = int(index_text)
+        if index >= torch.cuda.device_count():
+            raise BiounetError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+        return torch.device("cuda", index)
+    raise BiounetError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+
+
+def make_runtime(
+    device: str = "auto", precision: Precision = "auto", *, channels_last: bool = True
+) -> Runtime:
+    """Resolve a device and a precision into a :class:`Runtime`.
+
+    ``precision="auto"`` means bf16 on CUDA devices that support it, fp16 on
+    older ones, float32 on the CPU. bf16 or fp16 on the CPU is an error.
+
+    Examples
+    --------
+    >>> make_runtime("cpu")
+    Runtime(device=device(type='cpu'), amp_dtype=None, channels_last=True)
+    """
+    dev = resolve_device(device)
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise BiounetError(f"--precision {precision}: expected auto, fp32, bf16 or fp16")
+    if dev.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise BiounetError(f"--precision {precision}: mixed precision needs a CUDA device")
+        return Runtime(dev, None, channels_last)
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    amp = None if precision == "fp32" else _DTYPES[precision]
+    return Runtime(dev, amp, channels_last)

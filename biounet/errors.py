@@ -1,0 +1,12 @@
+"""The one exception type that reaches users as a one-line message."""
+
+from __future__ import annotations
+
+
+class BiounetError(Exception):
+    """An error caused by the user's input, reported without a traceback.
+
+    The message is a single line that names the file (or option) and the
+    problem, e.g. ``"scan.tif: not a TIFF file"``. The command-line layer
+    prints it as ``Error: <message>`` and exits with status 1.
+    """

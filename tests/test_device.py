@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from biounet import BiounetError
+from biounet.device import make_runtime, resolve_device
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    rt = make_runtime("cpu")
+    assert rt.amp_dtype is None and not rt.is_cuda
+    with rt.autocast():
+        assert torch.ones(2).dtype == torch.float32
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA errors")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:1"])
+def test_cuda_missing_is_clear(spec):
+    with pytest.raises(BiounetError, match="CUDA is not available"):
+        resolve_device(spec)
+
+
+def test_bad_specs():
+    for spec in ("gpu", "cuda:x"):
+        with pytest.raises(BiounetError, match="--device"):
+            resolve_device(spec)
+    with pytest.raises(BiounetError, match="needs a CUDA device"):
+        make_runtime("cpu", "bf16")
+
+
+def test_prepare_and_tensor_channels_last():
+    rt = make_runtime("cpu")
+    conv = rt.prepare(torch.nn.Conv2d(2, 3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    t = rt.tensor(torch.zeros(1, 2, 5, 5, dtype=torch.float64))
+    assert t.dtype == torch.float32 and t.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_runtime():
+    rt = make_runtime("cuda")
+    assert rt.is_cuda and rt.amp_dtype in (torch.bfloat16, torch.float16)
+    net = rt.prepare(torch.nn.Conv2d(1, 2, 3))
+    with rt.autocast():
+        y = net(rt.tensor(torch.rand(1, 1, 8, 8)))
+    assert y.dtype == rt.amp_dtype
