@@ -258,6 +258,7 @@ class UNet(nn.Module):
         return load_model(path, map_location=map_location)
 
     def extra_repr(self) -> str:
+        """Show the config in ``repr(model)``."""
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
 
 
