@@ -1,0 +1,309 @@
+"""Reading microscopy TIFFs region by region, with named axes.
+
+A TIFF (plain, BigTIFF, OME-TIFF, ImageJ hyperstack; uncompressed, LZW,
+zlib or zstd; stripped or tiled) is opened as an :class:`ImageSource`: the
+file's array is never loaded whole. Uncompressed contiguous data is
+memory-mapped (``tifffile.memmap``); anything else is read through
+tifffile's zarr interface, which decodes only the strips or tiles a region
+touches. Every axis has a name (tifffile's letters): ``Y`` and ``X`` are
+the image plane, ``C`` or ``S`` the channels, and every other axis (``Z``,
+``T``, ``Q`` ...) enumerates planes that are segmented one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biounet.errors import BiounetError
+
+#: Input dtypes the network accepts after normalisation.
+SUPPORTED_DTYPES = (
+    "bool",
+    "uint8",
+    "uint16",
+    "uint32",
+    "int8",
+    "int16",
+    "int32",
+    "float16",
+    "float32",
+    "float64",
+)
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """Physical pixel size, carried from the input to the output files.
+
+    Attributes
+    ----------
+    x, y, z : float or None
+        Size per pixel along each axis, in `unit`.
+    unit : str
+        Length unit, e.g. ``"µm"``.
+    """
+
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    unit: str = "µm"
+
+
+@dataclass
+class ImageSource:
+    """An image opened for region-wise reading.
+
+    Attributes
+    ----------
+    path : Path or None
+        The file, or None for an in-memory array.
+    data : array-like
+        Anything with ``shape``, ``dtype`` and numpy slicing (ndarray,
+        ``numpy.memmap``, zarr array).
+    axes : str
+        One letter per axis of `data`, e.g. ``"ZCYX"``.
+    pixel_size : PixelSize
+    """
+
+    path: Path | None
+    data: Any
+    axes: str
+    pixel_size: PixelSize = field(default_factory=PixelSize)
+    _closer: Any = None
+
+    def __post_init__(self) -> None:
+        self.axes = self.axes.upper()
+        name = self.name
+        if len(self.axes) != len(self.data.shape):
+            raise BiounetError(
+                f"{name}: axes '{self.axes}' do not match the data's {len(self.data.shape)} "
+                f"dimensions (shape {tuple(self.data.shape)})"
+            )
+        if len(set(self.axes)) != len(self.axes):
+            raise BiounetError(f"{name}: axes '{self.axes}' repeat a letter")
+        if "Y" not in self.axes or "X" not in self.axes:
+            raise BiounetError(f"{name}: axes '{self.axes}' need a Y and an X axis")
+        if "C" in self.axes and "S" in self.axes:
+            raise BiounetError(f"{name}: axes '{self.axes}' have both C and S channel axes")
+        if str(np.dtype(self.data.dtype)) not in SUPPORTED_DTYPES:
+            raise BiounetError(f"{name}: pixel type {self.data.dtype} is not supported")
+        if 0 in tuple(self.data.shape):
+            raise BiounetError(f"{name}: the image is empty (shape {tuple(self.data.shape)})")
+
+    @property
+    def name(self) -> str:
+        """File name for messages."""
+        return str(self.path) if self.path is not None else "<array>"
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Pixel type of the data."""
+        return np.dtype(self.data.dtype)
+
+    def _size(self, letter: str) -> int:
+        return int(self.data.shape[self.axes.index(letter)]) if letter in self.axes else 1
+
+    @property
+    def channel_letter(self) -> str | None:
+        """``C`` or ``S`` if the data has a channel axis, else None."""
+        return next((a for a in "CS" if a in self.axes), None)
+
+    @property
+    def plane_axes(self) -> str:
+        """Axes other than channels, Y and X, in file order (e.g. ``"TZ"``)."""
+        return "".join(a for a in self.axes if a not in "CSYX")
+
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        """Sizes of the plane axes."""
+        return tuple(self._size(a) for a in self.plane_axes)
+
+    @property
+    def n_planes(self) -> int:
+        """Number of 2D planes (product of the plane axes; 1 for a 2D image)."""
+        return int(np.prod(self.plane_shape, dtype=np.int64))
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (1 without a channel axis)."""
+        return self._size(self.channel_letter) if self.channel_letter else 1
+
+    @property
+    def height(self) -> int:
+        """Size of the Y axis."""
+        return self._size("Y")
+
+    @property
+    def width(self) -> int:
+        """Size of the X axis."""
+        return self._size("X")
+
+    def read(self, plane: int, rows: slice, cols: slice) -> np.ndarray:
+        """Read a rectangle of one plane.
+
+        Parameters
+        ----------
+        plane : int
+            Plane number, ``0 <= plane < n_planes`` (C order over `plane_axes`).
+        rows, cols : slice
+            In-bounds row and column ranges with step 1.
+
+        Returns
+        -------
+        ndarray of shape (C, h, w), the file's dtype
+        """
+        index = dict(zip(self.plane_axes, np.unravel_index(plane, self.plane_shape), strict=True))
+        key = []
+        for a in self.axes:
+            if a == "Y":
+                key.append(rows)
+            elif a == "X":
+                key.append(cols)
+            elif a in "CS":
+                key.append(slice(None))
+            else:
+                key.append(int(index[a]))
+        block = np.asarray(self.data[tuple(key)])
+        kept = [a for a in self.axes if a in "CSYX"]
+        if self.channel_letter is None:
+            return block[np.newaxis] if kept == ["Y", "X"] else block.T[np.newaxis]
+        order = [kept.index(a) for a in (self.channel_letter, "Y", "X")]
+        return np.transpose(block, order)
+
+    def close(self) -> None:
+        """Release the file."""
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def from_array(array: Any, axes: str | None = None) -> ImageSource:
+    """Wrap an in-memory or lazy array (numpy, memmap, zarr) as a source.
+
+    Parameters
+    ----------
+    array : array-like
+    axes : str, optional
+        Default: ``"YX"``, ``"ZYX"``, ``"ZCYX"`` for 2, 3, 4 dimensions
+        (use ``"CYX"`` explicitly for a multichannel 2D image).
+    """
+    if axes is None:
+        axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(len(array.shape))
+        if axes is None:
+            raise BiounetError(f"<array>: give axes for a {len(array.shape)}-D array")
+    return ImageSource(None, array, axes)
+
+
+def _check_extent(tif: Any, path: Path) -> None:
+    """Fail on a truncated file: every strip or tile must lie inside the file."""
+    size = os.path.getsize(path)
+    for page in tif.pages:
+        offsets, counts = page.dataoffsets, page.databytecounts
+        if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
+            raise BiounetError(f"{path}: the file is truncated (image data ends past its end)")
+
+
+def _pixel_size(tif: Any) -> PixelSize:
+    """Pixel size from OME metadata, ImageJ metadata or resolution tags."""
+    if tif.is_ome and tif.ome_metadata:
+        found = {}
+        for axis in "XYZ":
+            m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tif.ome_metadata)
+            if m:
+                found[axis.lower()] = float(m.group(1))
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+        if found:
+            return PixelSize(**found, unit=unit.group(1) if unit else "µm")
+    page = tif.pages[0]
+    xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
+    if xres is None or yres is None:
+        return PixelSize()
+
+    def size(tag: Any) -> float | None:
+        num, den = tag.value
+        return den / num if num else None
+
+    x, y = size(xres), size(yres)
+    ij = tif.imagej_metadata or {}
+    unit = ij.get("unit", "")
+    if unit in ("micron", "um", "\\u00B5m", "µm"):
+        return PixelSize(x, y, ij.get("spacing"), "µm")
+    res_unit = page.tags.get("ResolutionUnit")
+    scale = {2: 25400.0, 3: 10000.0}.get(int(res_unit.value) if res_unit else 1)
+    if scale is None or x is None or y is None or (x == 1.0 and y == 1.0):
+        return PixelSize()
+    return PixelSize(x * scale, y * scale, ij.get("spacing"), "µm")
+
+
+def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
+    """Open a TIFF for region-wise reading.
+
+    Parameters
+    ----------
+    path : str or Path
+    axes : str, optional
+        Override the axes read from the file's metadata, e.g. ``"CYX"``.
+
+    Returns
+    -------
+    ImageSource
+        Use it as a context manager, or call ``close()``.
+
+    Raises
+    ------
+    BiounetError
+        Missing, unreadable, non-TIFF or truncated files, unsupported pixel
+        types, and axes that do not fit the data.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.exists():
+        raise BiounetError(f"{path}: no such file")
+    if path.is_dir():
+        raise BiounetError(f"{path}: is a folder, not an image")
+    try:
+        tif = tifffile.TiffFile(path)
+    except tifffile.TiffFileError as exc:
+        raise BiounetError(f"{path}: not a TIFF file ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise BiounetError(f"{path}: cannot read ({exc})") from None
+    try:
+        if not tif.series:
+            raise BiounetError(f"{path}: holds no image data")
+        series = tif.series[0]
+        _check_extent(tif, path)
+        data = _open_data(tifffile, tif, series, path)
+        return ImageSource(path, data, axes or series.axes, _pixel_size(tif), tif.close)
+    except BiounetError:
+        tif.close()
+        raise
+    except Exception as exc:  # tifffile raises many types on damaged files
+        tif.close()
+        raise BiounetError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def _open_data(tifffile: Any, tif: Any, series: Any, path: Path) -> Any:
+    """Memory-map contiguous uncompressed data; otherwise open it through zarr."""
+    page = series.keyframe
+    if page.is_contiguous and page.compression == 1 and not series.is_pyramidal:
+        try:
+            return tifffile.memmap(path, series=0, mode="r")
+        except ValueError:
+            pass  # not memory-mappable after all (e.g. non-native byte order)
+    import zarr
+
+    store = series.aszarr(level=0) if series.is_pyramidal else series.aszarr()
+    return zarr.open(store, mode="r")

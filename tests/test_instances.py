@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.measure import label
+from skimage.segmentation import watershed
+
+from biounet.instances import InstanceOptions, label_stack
+
+
+def canonical(labels):
+    """Renumber labels by first appearance in raster order (partition identity)."""
+    flat = labels.ravel()
+    _, first = np.unique(flat, return_index=True)
+    order = flat[np.sort(first)]
+    lut = np.zeros(labels.max() + 1, np.int64)
+    lut[order[order > 0]] = np.arange(1, (order > 0).sum() + 1)
+    return lut[labels]
+
+
+def smooth_probability(rng, shape, sigma=2.0):
+    p = ndi.gaussian_filter(rng.random(shape), (0, sigma, sigma))
+    return (p - p.min()) / (p.max() - p.min())
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+@pytest.mark.parametrize("block", [(7, 11), (16, 16), (50, 200)])
+def test_blockwise_components_equal_whole_image(rng, connectivity, block):
+    prob = smooth_probability(rng, (2, 61, 83))
+    scratch = np.zeros(prob.shape, np.uint32)
+    opts = InstanceOptions(threshold=0.6, connectivity=connectivity)
+    tables = label_stack(prob, scratch, block, opts)
+    for p in range(2):
+        ours = tables[p][scratch[p]]
+        ref = label(prob[p] > 0.6, connectivity=connectivity)
+        assert ours.max() == ref.max() > 3
+        assert np.array_equal(canonical(ours), canonical(ref))
+
+
+def test_spiral_crossing_many_blocks():
+    """One object that winds through every block must stay one object."""
+    img = np.zeros((40, 40), bool)
+    img[2, 2:38] = img[2:38, 37] = img[37, 4:38] = img[6:38, 4] = img[6, 4:33] = True
+    prob = img[None].astype(np.float32)
+    scratch = np.zeros(prob.shape, np.uint32)
+    tables = label_stack(prob, scratch, (5, 5), InstanceOptions())
+    assert tables[0].max() == 1
+    merged = tables[0][scratch[0]]
+    assert np.array_equal(canonical(merged), canonical(label(img, connectivity=1)))
+
+
+def test_diagonal_touch_across_block_corner():
+    img = np.zeros((8, 8), bool)
+    img[3, 3] = img[4, 4] = True  # touch only diagonally, across the corner of 4x4 blocks
+    scratch = np.zeros((1, 8, 8), np.uint32)
+    assert (
+        label_stack(img[None] * 1.0, scratch, (4, 4), InstanceOptions(connectivity=2))[0].max() == 1
+    )
+    assert (
+        label_stack(img[None] * 1.0, scratch, (4, 4), InstanceOptions(connectivity=1))[0].max() == 2
+    )
+
+
+def test_min_size_counts_merged_objects():
+    img = np.zeros((1, 10, 10))
+    img[0, 4:6, 2:8] = 1.0  # 12 px spanning two blocks (6 px each)
+    img[0, 0, 0] = 1.0  # 1 px
+    scratch = np.zeros(img.shape, np.uint32)
+    table = label_stack(img, scratch, (5, 5), InstanceOptions(min_size=10))[0]
+    out = table[scratch[0]]
+    assert out.max() == 1 and (out > 0).sum() == 12
+
+
+def test_watershed_single_block_equals_skimage(rng):
+    prob = smooth_probability(rng, (1, 50, 60), sigma=3)
+    opts = InstanceOptions(method="watershed", threshold=0.4, seed_threshold=0.7)
+    scratch = np.zeros(prob.shape, np.uint32)
+    seeds = np.zeros(prob.shape, np.uint32)
+    table = label_stack(prob, scratch, (64, 64), opts, seed_scratch=seeds)[0]
+    ours = table[scratch[0]]
+    markers = label(prob[0] > 0.7, connectivity=1)
+    ref = watershed(1 - prob[0], markers, mask=(prob[0] > 0.4) | (markers > 0))
+    assert np.array_equal(canonical(ours), canonical(ref))
+    assert ours.max() == markers.max() > 2
+
+
+def test_watershed_blocks_agree_with_whole(rng):
+    prob = smooth_probability(rng, (1, 160, 160), sigma=3)
+    opts = InstanceOptions(method="watershed", threshold=0.4, seed_threshold=0.7)
+    scratch = np.zeros(prob.shape, np.uint32)
+    seeds = np.zeros(prob.shape, np.uint32)
+    table = label_stack(prob, scratch, (32, 32), opts, seed_scratch=seeds)[0]
+    ours = canonical(table[scratch[0]])
+    markers = label(prob[0] > 0.7, connectivity=1)
+    ref = canonical(watershed(1 - prob[0], markers, mask=(prob[0] > 0.4) | (markers > 0)))
+    assert np.mean(ours == ref) > 0.999

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from biounet.model import UNet, UNetConfig
+from biounet.normalize import Normalization
+from biounet.predict import (
+    Predictor,
+    activation_bytes,
+    default_window,
+    plan_tiles,
+    predict,
+    predict_whole,
+)
+from biounet.tiling import predict_tiled, tile_spec
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return UNet(UNetConfig(features=4, depth=3)).eval()
+
+
+def test_normalisation_by_dtype(rng, net):
+    img8 = rng.integers(0, 256, (1, 50, 60)).astype(np.uint8)
+    a = predict_whole(img8, net, dtype=torch.float64)
+    b = predict_whole(img8.astype(np.uint16) * 257, net, dtype=torch.float64)
+    c = predict_whole(img8.astype(np.float64) / 255, net, dtype=torch.float64)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    np.testing.assert_allclose(a, c, atol=1e-12)
+    fixed = UNet(net.config, Normalization("fixed", 0, 255))
+    fixed.load_state_dict(net.state_dict())
+    np.testing.assert_allclose(
+        predict_whole(img8.astype(np.float32), fixed.eval(), dtype=torch.float64), a, atol=1e-12
+    )
+
+
+def test_probabilities_sum_to_one(rng, net):
+    p = predict(rng.random((3, 40, 50)).astype(np.float32), net, axes="ZYX")
+    assert p.shape == (3, 2, 40, 50)
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-6)
+
+
+def test_d4_is_independent_of_the_tile_grid(rng, net):
+    image = rng.integers(0, 256, (1, 70, 90)).astype(np.uint8)
+    pred = Predictor(net, tta="d4", dtype=torch.float64)
+    a = predict_tiled(image, pred, tile_spec(100, depth=3).fit(70, 90))
+    b = predict_tiled(image, pred, tile_spec(132, depth=3).fit(70, 90), batch_size=2)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    assert np.abs(a - predict_whole(image, net, dtype=torch.float64)).max() > 1e-6
+
+
+def test_tta_with_identity_only_equals_plain(rng, net):
+    """PAPER.md item 13: identity-only test-time averaging is plain inference."""
+    image = rng.integers(0, 256, (1, 50, 70)).astype(np.uint8)
+    plain = predict_whole(image, net, dtype=torch.float64)
+    pred = Predictor(net, tta="rot7", dtype=torch.float64)
+    spec = pred.read_spec(tile_spec(116, depth=3).fit(50, 70))
+    rotated = pred._rotated
+    pred._rotated = lambda x, angles: rotated(x, [0.0])
+    np.testing.assert_allclose(predict_tiled(image, pred, spec), plain, atol=1e-12)
+
+
+def test_rot7_is_close_to_plain_for_a_rotation_invariant_image(net):
+    """A radially symmetric image: rotated passes see (nearly) the same input."""
+    yy, xx = np.mgrid[-40:40, -40:40]
+    image = (127 + 120 * np.cos(np.hypot(yy, xx) / 3)).astype(np.uint8)[None]
+    torch.manual_seed(1)
+    smooth = UNet(UNetConfig(features=4, depth=3)).eval()
+    pred = Predictor(smooth, tta="rot7", dtype=torch.float64)
+    out = predict_tiled(image, pred, pred.read_spec(tile_spec(180, depth=3).fit(80, 80)))
+    plain = predict_whole(image, smooth, dtype=torch.float64)
+    assert out.shape == plain.shape
+    assert np.abs(out - plain)[:, 20:60, 20:60].mean() < 0.05
+
+
+def test_default_window_grows_with_budget():
+    cfg = UNetConfig(features=16)
+    sizes = [default_window(cfg, mib * 2**20) for mib in (64, 256, 1024, 4096)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    for s, mib in zip(sizes, (64, 256, 1024, 4096), strict=True):
+        assert activation_bytes(cfg, (s, s)) <= mib * 2**20 or s == 188
+    spec = plan_tiles(cfg, (100, 5000), memory_bytes=256 * 2**20)
+    assert spec.tile[0] == 112  # shrunk to the image
+
+
+def test_channel_mismatch(rng, net):
+    with pytest.raises(ValueError, match="2 channel"):
+        predict(rng.random((2, 40, 40)), net, axes="CYX")
