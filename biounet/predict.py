@@ -24,18 +24,25 @@ from biounet.model import UNet, UNetConfig
 from biounet.tiling import TileSpec, predict_tiled, reflect_indices, tile_context, tile_spec
 from biounet.tta import TTA, TTA_CHOICES, dihedral_transforms, rot7_angles, rotate
 
-#: Activation memory per output pixel of the first level, per feature channel, in
-#: units of 4-byte floats: the live tensors of the top expansive level (cropped
-#: skip, up-convolution output, concatenation, convolution output) plus allocator
-#: slack; calibrated with benchmarks/bench_predict.py (peak RSS vs window size).
-ACTIVATION_FLOATS_PER_FEATURE = 6.0
+#: Peak activation memory of a forward pass, in 4-byte floats per input pixel and
+#: per feature channel of the first level: the live tensors of the top expansive
+#: level (cropped skip, up-convolution output, concatenation, convolution output)
+#: plus allocator slack. Measured as peak RSS growth (benchmarks/bench_predict.py):
+#: 5.6 at 572, 6.2 at 892, 6.8 at 1404 and 6.7 at 2012 px (features=16, CPU).
+ACTIVATION_FLOATS_PER_FEATURE = 7.0
 
 #: Default activation-memory budgets for choosing the tile size.
 CPU_BUDGET_BYTES = 768 * 2**20
 CUDA_BUDGET_FRACTION = 0.5
 
-#: Largest default window: beyond this, bigger tiles save little context.
+#: Largest default window on CUDA: beyond it, bigger tiles save little context.
 MAX_DEFAULT_WINDOW = 2048
+#: Largest default window on the CPU. Bigger windows waste less context, but
+#: once a level's feature maps outgrow the CPU caches the convolutions slow
+#: down more than the saved context gains: at features=16 on this project's
+#: 2-core benchmark machine, 572-700 px windows ran at 0.73-0.75 of the
+#: float32 matrix-multiply rate, 892 px at 0.65 and 1084 px at 0.60.
+MAX_DEFAULT_WINDOW_CPU = 700
 
 
 def activation_bytes(config: UNetConfig, window: tuple[int, int], batch_size: int = 1) -> int:
@@ -45,18 +52,26 @@ def activation_bytes(config: UNetConfig, window: tuple[int, int], batch_size: in
     return int(4 * floats * batch_size)
 
 
-def default_window(config: UNetConfig, budget_bytes: int, batch_size: int = 1) -> int:
-    """Largest valid square window whose activations fit `budget_bytes`.
+def default_window(
+    config: UNetConfig,
+    budget_bytes: int,
+    batch_size: int = 1,
+    *,
+    largest: int = MAX_DEFAULT_WINDOW,
+) -> int:
+    """Largest valid square window up to `largest` whose activations fit `budget_bytes`.
 
     Bigger windows waste less context (the halo is fixed), so the largest
-    that fits is the best default, up to :data:`MAX_DEFAULT_WINDOW`.
+    that fits is the best default.
 
     Examples
     --------
     >>> default_window(UNetConfig(features=16), 768 * 2**20)
-    1420
+    1324
+    >>> default_window(UNetConfig(features=16), 768 * 2**20, largest=700)
+    700
     """
-    sizes = shapes.valid_input_sizes(MAX_DEFAULT_WINDOW, depth=config.depth, padding=config.padding)
+    sizes = shapes.valid_input_sizes(largest, depth=config.depth, padding=config.padding)
     fitting = [s for s in sizes if activation_bytes(config, (s, s), batch_size) <= budget_bytes]
     return fitting[-1] if fitting else sizes[0]
 
@@ -79,7 +94,8 @@ def plan_tiles(
     image_shape : (H, W)
     window : int, optional
         Network input size per tile; must be valid. Default: the largest
-        valid size whose activations fit the memory budget.
+        valid size whose activations fit the memory budget, at most
+        :data:`MAX_DEFAULT_WINDOW_CPU` on the CPU.
     runtime : Runtime, optional
         Where the network runs (decides the default budget).
     batch_size : int
@@ -90,12 +106,14 @@ def plan_tiles(
         Make tiles multiples of `unit` as well (16 for tiled TIFF output).
     """
     if window is None:
+        cuda = runtime is not None and runtime.is_cuda
         if memory_bytes is None:
             memory_bytes = CPU_BUDGET_BYTES
-            if runtime is not None and runtime.is_cuda:
+            if cuda:
                 free, _ = torch.cuda.mem_get_info(runtime.device)
                 memory_bytes = int(free * CUDA_BUDGET_FRACTION)
-        window = default_window(config, memory_bytes, batch_size)
+        largest = MAX_DEFAULT_WINDOW if cuda else MAX_DEFAULT_WINDOW_CPU
+        window = default_window(config, memory_bytes, batch_size, largest=largest)
     spec = tile_spec(window, depth=config.depth, padding=config.padding, unit=unit)
     return spec.fit(*image_shape)
 

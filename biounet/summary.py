@@ -20,6 +20,49 @@ def layer_counts(config: UNetConfig) -> dict[str, int]:
     return counts
 
 
+def forward_flops(config: UNetConfig, size: int | tuple[int, int]) -> int:
+    """Floating-point operations (2 per multiply-add) of one forward pass.
+
+    Counts the convolutions, up-convolutions and the 1x1 head, which carry
+    all but a negligible part of the work; ReLU, pooling and copies are left
+    out.
+
+    Parameters
+    ----------
+    config : UNetConfig
+    size : int or (int, int)
+        Input size (rows, columns); must be valid.
+
+    Examples
+    --------
+    >>> round(forward_flops(UNetConfig(), 572) / 1e9, 1)
+    300.9
+    """
+    rows, cols = (size, size) if isinstance(size, int) else size
+    ty = shapes.trace(rows, depth=config.depth, padding=config.padding)
+    tx = shapes.trace(cols, depth=config.depth, padding=config.padding)
+    same = config.padding == "same"
+    macs = 0
+
+    def conv_pair(cin: int, cout: int, out_y: int, out_x: int) -> int:
+        first_y, first_x = (out_y, out_x) if same else (out_y + 2, out_x + 2)
+        return first_y * first_x * cin * cout * 9 + out_y * out_x * cout * cout * 9
+
+    for level in range(config.depth):
+        cin = config.in_channels if level == 0 else config.channels(level - 1)
+        macs += conv_pair(cin, config.channels(level), ty.encoder[level], tx.encoder[level])
+    d = config.depth
+    macs += conv_pair(config.channels(d - 1), config.channels(d), ty.bottom, tx.bottom)
+    for i, level in enumerate(reversed(range(d))):
+        up = config.upconv_channels(level)
+        macs += ty.upsampled[i] * tx.upsampled[i] * config.channels(level + 1) * up
+        macs += conv_pair(
+            up + config.channels(level), config.channels(level), ty.decoder[i], tx.decoder[i]
+        )
+    macs += ty.output * tx.output * config.channels(0) * config.n_classes
+    return 2 * macs
+
+
 def architecture_table(config: UNetConfig, input_size: int) -> str:
     """Per-level channels and sizes, parameters, halo and nearest valid sizes.
 
@@ -87,6 +130,7 @@ def architecture_table(config: UNetConfig, input_size: int) -> str:
         f"convolutional layers: {counts['total']} ({counts['conv3x3']} 3x3, "
         f"{counts['upconv']} 2x2 up-convolutions, {counts['conv1x1']} 1x1)",
         f"parameters: {parameter_count(config):,}",
+        f"compute: {forward_flops(config, input_size) / 1e9:.1f} GFLOP per forward pass",
         f"halo: {halo_text}",
         f"valid input sizes: every {step} px from "
         f"{shapes.smallest_valid_input_size(depth=d, padding=config.padding)}; "

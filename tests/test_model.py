@@ -140,3 +140,28 @@ def test_upconv_relu_switch():
     torch.manual_seed(0)
     b = UNet(UNetConfig(features=2, depth=1, dropout=0.0, upconv_relu=False)).eval()
     assert not torch.equal(a(x), b(x))
+
+
+def test_forward_flops_matches_counted_operations():
+    from biounet.summary import forward_flops
+
+    for cfg, size in [
+        (UNetConfig(features=4), 188),
+        (UNetConfig(features=3, depth=2, flavour="release", in_channels=2, n_classes=3), (52, 68)),
+        (UNetConfig(features=2, depth=3, padding="same"), (32, 48)),
+    ]:
+        net = UNet(cfg).eval()
+        counted = []
+
+        def hook(m, inputs, out):
+            if isinstance(m, nn.ConvTranspose2d):
+                counted.append(inputs[0].numel() * m.out_channels * 4)
+            else:
+                counted.append(out.numel() * m.in_channels * m.kernel_size[0] ** 2)
+
+        for m in _convs(net):
+            m.register_forward_hook(hook)
+        shape = (size, size) if isinstance(size, int) else size
+        with torch.no_grad():
+            net(torch.zeros(1, cfg.in_channels, *shape))
+        assert forward_flops(cfg, size) == 2 * sum(counted)
