@@ -153,7 +153,7 @@ def test_forward_flops_matches_counted_operations():
         net = UNet(cfg).eval()
         counted = []
 
-        def hook(m, inputs, out):
+        def hook(m, inputs, out, counted=counted):
             if isinstance(m, nn.ConvTranspose2d):
                 counted.append(inputs[0].numel() * m.out_channels * 4)
             else:
