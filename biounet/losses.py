@@ -42,8 +42,10 @@ def weighted_cross_entropy(
     0.6931471824645996
     """
     if logits.shape[-2:] != target.shape[-2:]:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ "
-                         "in size: crop the target to the output region")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ "
+            "in size: crop the target to the output region"
+        )
     nll = F.cross_entropy(logits.float(), target, reduction="none")
     if weights is not None:
         nll = nll * weights

@@ -12,9 +12,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -319,39 +319,54 @@ def segment_file(
     )
 
 
+def _scratch_array(
+    folder: Path, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: type
+) -> Any:
+    import zarr
+
+    return zarr.open_array(str(folder / name), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+
+
+def label_store(
+    tmp: Path, prob: Any, layout: Layout, spec: TileSpec, output: OutputOptions, scratch: Path
+) -> int:
+    """Label a (P, H, W) foreground-probability store block by block; write the labels.
+
+    Returns the number of objects (summed over planes).
+    """
+    shape, chunks = prob.shape, (1, *spec.tile)
+    labels = _scratch_array(scratch, "l.zarr", shape, chunks, np.uint32)
+    seeds = None
+    if output.instances.method == "watershed":
+        seeds = _scratch_array(scratch, "s.zarr", shape, chunks, np.uint32)
+    tables = label_stack(prob, labels, spec.tile, output.instances, seed_scratch=seeds)
+    dtype = np.uint16 if max(int(t.max()) for t in tables) < 2**16 else np.uint32
+    grid = tile_grid((layout.height, layout.width), spec)
+    relabelled = (
+        (p, t.rows, t.cols, tables[p][labels[p, t.rows, t.cols]].astype(dtype))
+        for p in range(shape[0])
+        for t in grid
+    )
+    _write(
+        tmp,
+        relabelled,
+        replace(layout, channels=1, dtype=np.dtype(dtype)),
+        spec,
+        output.compression,
+    )
+    return sum(int(t.max()) for t in tables)
+
+
 def _write_labels(
     tmp: Path, stream: Iterator, source: ImageSource, spec: TileSpec, output: OutputOptions
 ) -> int:
     """Probabilities to a scratch store, label block by block, write relabelled tiles."""
-    import zarr
-
-    shape = (source.n_planes, source.height, source.width)
-    chunks = (1, *spec.tile)
-    scratch_dir = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=tmp.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=tmp.parent))
     try:
-        prob = zarr.open_array(
-            str(scratch_dir / "p.zarr"), mode="w", shape=shape, chunks=chunks, dtype=np.float32
-        )
+        shape = (source.n_planes, source.height, source.width)
+        prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
         for plane, rows, cols, p in stream:
             prob[plane, rows, cols] = _foreground(p)
-        labels = zarr.open_array(
-            str(scratch_dir / "l.zarr"), mode="w", shape=shape, chunks=chunks, dtype=np.uint32
-        )
-        seeds = None
-        if output.instances.method == "watershed":
-            seeds = zarr.open_array(
-                str(scratch_dir / "s.zarr"), mode="w", shape=shape, chunks=chunks, dtype=np.uint32
-            )
-        tables = label_stack(prob, labels, spec.tile, output.instances, seed_scratch=seeds)
-        top = max(int(t.max()) for t in tables)
-        dtype = np.uint16 if top < 2**16 else np.uint32
-        grid = tile_grid((source.height, source.width), spec)
-        relabelled = (
-            (p, t.rows, t.cols, tables[p][labels[p, t.rows, t.cols]].astype(dtype))
-            for p in range(source.n_planes)
-            for t in grid
-        )
-        _write(tmp, relabelled, _layout(source, 1, dtype), spec, output.compression)
-        return sum(int(t.max()) for t in tables)
+        return label_store(tmp, prob, _layout(source, 1, np.uint32), spec, output, scratch)
     finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)

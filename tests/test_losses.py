@@ -28,8 +28,9 @@ def test_hand_computed_weighted_value():
 
 def test_gradient_is_weighted():
     logits = torch.zeros(1, 2, 1, 2, requires_grad=True)
-    weighted_cross_entropy(logits, torch.tensor([[[0, 0]]]), torch.tensor([[[3.0, 1.0]]])
-                           ).backward()
+    weighted_cross_entropy(
+        logits, torch.tensor([[[0, 0]]]), torch.tensor([[[3.0, 1.0]]])
+    ).backward()
     g = logits.grad[0, 0, 0]
     assert g[0] / g[1] == pytest.approx(3.0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -160,6 +161,17 @@ def _targets(files: list[Path], out: Path, kind: str, fmt: str) -> list[Path]:
     show_default=True,
     help="Output format when -o is a folder.",
 )
+@click.option(
+    "--workers",
+    type=int,
+    help="Predict with a local Dask cluster of N worker "
+    "processes (started and stopped by biounet).",
+)
+@click.option(
+    "--scheduler",
+    help="Predict on a running Dask cluster: the scheduler's address "
+    "(e.g. tcp://10.0.0.5:8786). Inputs and outputs must be on a shared file system.",
+)
 @click.option("--preview", is_flag=True, help="Also write an overlay PNG beside each output.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -183,6 +195,8 @@ def command(
     precision,
     compression,
     fmt,
+    workers,
+    scheduler,
     preview,
     overwrite,
     progress,
@@ -199,6 +213,7 @@ def command(
       biounet predict cells.tif -o cells_labels.tif --preview
       biounet predict stack.tif -o stack_prob.tif --output probabilities --dtype uint8
       biounet predict slides/ -o results/ --device cuda --batch-size 4
+      biounet predict slide.tif -o slide.zarr --workers 4
     """
     import logging
 
@@ -234,28 +249,50 @@ def command(
     except ValueError as exc:
         raise BiounetError(str(exc)) from None
     memory = memory_mib * 2**20 if memory_mib else None
-    for source, target in zip(files, targets, strict=True):
-        try:
-            summary = segment_file(
-                source,
-                target,
-                model,
-                runtime=runtime,
-                tiles=TileOptions(tile_size, batch_size, memory, tta),
-                output=output,
-                axes=axes,
-                overwrite=overwrite,
-                progress=progress,
-            )
-        except ValueError as exc:  # e.g. an invalid --tile-size
-            raise BiounetError(f"{source}: {exc}") from None
-        click.echo(summary.line())
-        if preview:
-            from biounet.preview import render_preview
+    tiles = TileOptions(tile_size, batch_size, memory, tta)
+    run = partial(segment_file, model=model, runtime=runtime)
+    client = cluster = None
+    if workers or scheduler:
+        from biounet.distributed import local_threads, predict_distributed, start_client
 
-            png = target.with_suffix(".png")
-            render_preview(source, target, png, kind=kind)
-            click.echo(f"preview: {png}")
+        if workers is not None and workers < 1:
+            raise BiounetError(f"--workers {workers}: must be at least 1")
+        client, cluster = start_client(scheduler, workers)
+        if client.dashboard_link:
+            log.info(f"Dask dashboard: {client.dashboard_link}")
+        run = partial(
+            predict_distributed,
+            model=model,
+            client=client,
+            device=device,
+            threads=local_threads(workers) if workers else None,
+        )
+    try:
+        for source, target in zip(files, targets, strict=True):
+            try:
+                summary = run(
+                    source,
+                    target,
+                    tiles=tiles,
+                    output=output,
+                    axes=axes,
+                    overwrite=overwrite,
+                    progress=progress,
+                )
+            except ValueError as exc:  # e.g. an invalid --tile-size
+                raise BiounetError(f"{source}: {exc}") from None
+            click.echo(summary.line())
+            if preview:
+                from biounet.preview import render_preview
+
+                png = target.with_suffix(".png")
+                render_preview(source, target, png, kind=kind)
+                click.echo(f"preview: {png}")
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _load_model(path: Path):

@@ -1,0 +1,325 @@
+"""Whole-slide prediction on a Dask cluster (``biounet predict --workers/--scheduler``).
+
+The output is cut into blocks of whole tiles. Each Dask task opens the input
+(the path must be readable by the workers, e.g. on a shared file system),
+reads its block plus the halo, runs :func:`biounet.predict.predict_region`
+and writes the block into a chunked OME-Zarr store whose chunks are the
+tiles, so no two tasks write the same chunk. Because block starts lie on the
+tile grid, the result equals the single-process result exactly. The model is
+broadcast to the workers once and cached there. Dask reschedules the tasks of
+a worker that dies; a rerun task rewrites its whole block, so the result is
+unchanged. A TIFF output is assembled from the store at the end, and instance
+labels are computed from it block by block, as in the single-process path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biounet.atomic import atomic_output, check_writable
+from biounet.errors import BiounetError
+from biounet.io import open_image
+from biounet.model import UNet
+from biounet.segment import (
+    TIFF_TILE_UNIT,
+    OutputOptions,
+    PredictSummary,
+    TileOptions,
+    _encode,
+    _foreground,
+    _layout,
+    _write,
+    _zarr_key,
+    label_store,
+)
+from biounet.tiling import TileSpec, tile_grid
+from biounet.writers import Layout, create_zarr
+
+#: Output tiles per block side: a task predicts BLOCK_TILES**2 tiles.
+BLOCK_TILES = 4
+
+_CACHE: dict[str, Any] = {}  # per worker process: model token -> Predictor
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a task needs besides the model (plain, picklable values)."""
+
+    input: str
+    axes: str | None
+    spec: TileSpec
+    store: str
+    layout: Layout
+    output: OutputOptions
+    device: str
+    threads: int | None
+    tta: str
+    batch_size: int
+    foreground_only: bool
+
+
+def start_client(scheduler: str | None = None, workers: int | None = None) -> tuple[Any, Any]:
+    """Connect to a running scheduler, or start a local cluster of `workers` processes.
+
+    Returns
+    -------
+    client : distributed.Client
+    cluster : distributed.LocalCluster or None
+        Close it (after the client) when done; None for a remote scheduler.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise BiounetError(
+            "--workers/--scheduler need Dask: pip install 'biounet[distributed]'"
+        ) from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except OSError as exc:
+            raise BiounetError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    return Client(cluster), cluster
+
+
+def _model_blob(model: UNet) -> dict[str, Any]:
+    return {
+        "token": uuid.uuid4().hex,
+        "config": asdict(model.config),
+        "normalization": asdict(model.normalization),
+        "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def _predictor(blob: dict[str, Any], job: _Job) -> Any:
+    """Build the model once per worker process and keep it."""
+    if blob["token"] not in _CACHE:
+        import torch
+
+        from biounet.device import make_runtime
+        from biounet.model import UNetConfig
+        from biounet.normalize import Normalization
+        from biounet.predict import Predictor
+
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        model = UNet(UNetConfig(**blob["config"]), Normalization(**blob["normalization"]))
+        model.load_state_dict(blob["state"])
+        _CACHE.clear()
+        _CACHE[blob["token"]] = Predictor(model, make_runtime(job.device), tta=job.tta)
+    return _CACHE[blob["token"]]
+
+
+def predict_block(blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols: slice) -> int:
+    """Dask task: predict one block and write it into the store; return its pixel count."""
+    import zarr
+
+    from biounet.predict import predict_region
+
+    predictor = _predictor(blob, job)
+    with open_image(job.input, axes=job.axes) as source:
+        probs = predict_region(
+            source, plane, (rows, cols), predictor, job.spec, batch_size=job.batch_size
+        )
+    store = zarr.open_array(job.store, mode="r+")
+    if job.foreground_only:
+        store[plane, rows, cols] = _foreground(probs)
+    else:
+        data = _encode(probs, job.output)
+        key = _zarr_key(job.layout, plane, rows, cols)
+        store[key] = np.moveaxis(data, -1, 0) if job.layout.channels > 1 else data
+    return probs.shape[-2] * probs.shape[-1]
+
+
+def _scatter(client: Any, blob: dict[str, Any], attempts: int = 3) -> Any:
+    """Send the model to every worker once; retry if a worker leaves meanwhile."""
+    for attempt in range(attempts):
+        try:
+            return client.scatter(blob, broadcast=True)
+        except (KeyError, OSError):
+            if attempt + 1 == attempts:
+                raise
+            client.wait_for_workers(1, timeout=60)
+    raise AssertionError("unreachable")
+
+
+def _blocks(layout: Layout, spec: TileSpec) -> list[tuple[int, slice, slice]]:
+    by, bx = spec.tile[0] * BLOCK_TILES, spec.tile[1] * BLOCK_TILES
+    return [
+        (p, slice(y, min(y + by, layout.height)), slice(x, min(x + bx, layout.width)))
+        for p in range(int(np.prod(layout.plane_shape, dtype=np.int64)))
+        for y in range(0, layout.height, by)
+        for x in range(0, layout.width, bx)
+    ]
+
+
+def predict_distributed(
+    input_path: str | Path,
+    output_path: str | Path,
+    model: UNet,
+    *,
+    client: Any,
+    device: str = "cpu",
+    threads: int | None = None,
+    tiles: TileOptions | None = None,
+    output: OutputOptions | None = None,
+    axes: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PredictSummary:
+    """Segment one TIFF with a Dask cluster; same result as :func:`biounet.segment.segment_file`.
+
+    Parameters
+    ----------
+    input_path, output_path, model, tiles, output, axes, overwrite, progress
+        As for :func:`biounet.segment.segment_file`.
+    client : distributed.Client
+    device : str
+        Device spec resolved on each worker (``cpu``, ``cuda``, ...).
+    threads : int, optional
+        torch threads per worker (default: torch's own choice).
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from biounet.predict import plan_tiles
+
+    tiles = tiles or TileOptions()
+    output = output or OutputOptions()
+    output_path = check_writable(output_path, overwrite=overwrite)
+    start = time.perf_counter()
+    with open_image(input_path, axes=axes) as source:
+        if source.channels != model.config.in_channels:
+            raise BiounetError(
+                f"{source.name}: {source.channels} channel(s) (axes {source.axes}) but the "
+                f"model expects {model.config.in_channels}"
+            )
+        spec = plan_tiles(
+            model.config,
+            (source.height, source.width),
+            window=tiles.window,
+            batch_size=tiles.batch_size,
+            memory_bytes=tiles.memory_bytes,
+            unit=TIFF_TILE_UNIT,
+        )
+        k = model.config.n_classes
+        channels = 1 if output.kind == "mask" or k == 2 else k
+        dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
+        layout = _layout(source, channels, dtype)
+        planes = source.n_planes
+        shape, src_axes = tuple(source.data.shape), source.axes
+    labels = output.kind == "labels"
+    scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=output_path.parent))
+    objects = None
+    try:
+        with atomic_output(output_path, overwrite=overwrite) as tmp:
+            direct = output_path.suffix.lower() == ".zarr" and not labels
+            if labels:
+                import zarr
+
+                store_path = scratch / "p.zarr"
+                zarr.open_array(
+                    str(store_path),
+                    mode="w",
+                    dtype=np.float32,
+                    chunks=(1, *spec.tile),
+                    shape=(planes, layout.height, layout.width),
+                )
+            else:
+                store_path = tmp if direct else scratch / "result.zarr"
+                create_zarr(store_path, layout, chunks=spec.tile)
+                store_path = store_path / "0"
+            job = _Job(
+                str(Path(input_path).resolve()),
+                axes,
+                spec,
+                str(store_path),
+                layout,
+                output,
+                device,
+                threads,
+                tiles.tta,
+                tiles.batch_size,
+                labels,
+            )
+            blob = _scatter(client, _model_blob(model))
+            blocks = _blocks(layout, spec)
+            futures = client.map(
+                predict_block,
+                [blob] * len(blocks),
+                [job] * len(blocks),
+                *zip(*blocks, strict=True),
+                retries=3,
+                pure=False,
+            )
+            with tqdm(
+                total=len(blocks),
+                unit="block",
+                disable=not progress,
+                desc=Path(input_path).name,
+                leave=False,
+            ) as bar:
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(1)
+            if labels:
+                import zarr
+
+                prob = zarr.open_array(str(store_path), mode="r")
+                objects = label_store(tmp, prob, layout, spec, output, scratch)
+            elif not direct:
+                _assemble_tiff(tmp, store_path, layout, spec, output.compression)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    n_tiles = len(tile_grid((layout.height, layout.width), spec)) * planes
+    return PredictSummary(
+        Path(input_path),
+        output_path,
+        shape,
+        src_axes,
+        planes,
+        n_tiles,
+        spec.window,
+        time.perf_counter() - start,
+        objects,
+    )
+
+
+def _assemble_tiff(
+    tmp: Path, store_path: Path, layout: Layout, spec: TileSpec, compression: str
+) -> None:
+    """Copy a finished OME-Zarr store into a tiled TIFF, tile by tile, in file order."""
+    import zarr
+
+    array = zarr.open_array(str(store_path), mode="r")
+    grid = tile_grid((layout.height, layout.width), spec)
+    n_planes = int(np.prod(layout.plane_shape, dtype=np.int64))
+
+    def tiles():
+        for p in range(n_planes):
+            for t in grid:
+                block = np.asarray(array[_zarr_key(layout, p, t.rows, t.cols)])
+                yield (
+                    p,
+                    t.rows,
+                    t.cols,
+                    (np.moveaxis(block, 0, -1) if layout.channels > 1 else block),
+                )
+
+    _write(tmp, tiles(), layout, spec, compression)
+
+
+def local_threads(workers: int) -> int:
+    """Torch threads per local worker so that workers do not oversubscribe the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
