@@ -60,9 +60,9 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from biounet.cli import summary
+    from biounet.cli import evaluate, summary
 
-    for module in (summary,):
+    for module in (summary, evaluate):
         main.add_command(module.command)
 
 
