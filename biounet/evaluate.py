@@ -184,8 +184,8 @@ def format_table(result: dict) -> str:
     --------
     >>> r = {"pixel_error": 0.0611, "threshold": {"pixel_error": 0.5}, "details": {}}
     >>> print(format_table(r))
-    metric                      value  threshold  better
-    pixel_error             0.0611000        0.5  lower
+    metric                        value  threshold  better
+    pixel_error               0.0611000        0.5  lower
     """
     details = result.get("details", {})
     rows = [("metric", "value", "threshold", "better")]

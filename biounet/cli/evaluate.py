@@ -33,7 +33,7 @@ import click
 @click.option(
     "--invert",
     is_flag=True,
-    help="Score 1 - p: use this for a MEMBRANE-probability map.",
+    help="Score 1 - p: for a membrane-probability map (high = membrane).",
 )
 def command(
     prediction: str,
