@@ -353,3 +353,15 @@ def test_evaluate_isbi_adds_seg_for_instance_ground_truth():
     r = evaluate_isbi(ref.astype(np.int32), ref)
     assert r["seg"] == 1.0 and "seg" in r["per_threshold"]
     assert "seg" not in evaluate_isbi(ref.astype(np.int32), ref > 0)
+
+
+def test_cells_are_four_connected():
+    # two cells that touch only at a corner are two cells, in the proposal and the truth
+    gt = np.zeros((6, 6), np.uint8)
+    gt[0:3, 0:3] = gt[3:6, 3:6] = 255
+    prob = gt / 255.0
+    assert rand_error(prob, gt).best == 0.0 and vrand(prob, gt).best == 1.0
+    merged = gt.copy()
+    merged[2, 3] = 255  # a 4-connected bridge merges them
+    tp, p_pred, p_true = 9**2 + 9**2, 18**2, 2 * 9**2
+    assert rand_error(merged / 255.0, gt).best == pytest.approx(1 - 2 * tp / (p_pred + p_true))
