@@ -38,10 +38,19 @@ IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 
 def _dense(labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Relabel the non-zero values of a 1-D array to 1..n (0 stays 0)."""
+    labels = labels.astype(np.int64, copy=False)
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels: negative values")
+    if labels.size and labels.max() <= 4 * labels.size + 1024:
+        present = np.bincount(labels) > 0  # small labels: an O(n) lookup table
+        present[0] = False
+        table = np.cumsum(present)
+        return table[labels], int(table[-1])
     values, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.astype(np.int64).ravel()
     if values.size and values[0] == 0:
-        return inverse.astype(np.int64), values.size - 1
-    return inverse.astype(np.int64) + 1, values.size
+        return inverse, values.size - 1
+    return inverse + 1, values.size
 
 
 def overlaps(labels: np.ndarray, reference: np.ndarray):

@@ -365,3 +365,13 @@ def test_cells_are_four_connected():
     merged[2, 3] = 255  # a 4-connected bridge merges them
     tp, p_pred, p_true = 9**2 + 9**2, 18**2, 2 * 9**2
     assert rand_error(merged / 255.0, gt).best == pytest.approx(1 - 2 * tp / (p_pred + p_true))
+
+
+def test_seg_and_ap_accept_any_label_values():
+    ref = np.array([[0, 7, 7, 2**40, 2**40]], np.int64)
+    res = np.array([[9, 9, 9, 0, 3]], np.uint64)
+    # 7 in 9: J = 2/3; 2**40 has half (not more) in 3: 0; but its IoU 1/2 counts for AP
+    assert seg_score(res, ref) == pytest.approx((2 / 3 + 0) / 2)
+    assert average_precision(res, ref, iou_thresholds=[0.5]) == {0.5: 1.0}
+    with pytest.raises(ValueError, match="negative"):
+        seg_score(-res.astype(np.int64), ref)
