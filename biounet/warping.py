@@ -163,29 +163,92 @@ def simple_point_warp(
         pri = np.pad(np.asarray(priority, np.float64), 1).ravel()
         order = order[np.argsort(-pri[order], kind="stable")]
     offsets = np.array([dy * width + dx for dy, dx in OFFSETS], np.intp)
+    recheck = _first_pass(lab, tar, order, offsets)
+    if recheck.size:
+        _later_passes(lab, order[lab[order] != tar[order]], recheck, offsets)
+    return lab.reshape(rows + 2, width)[1:-1, 1:-1].astype(bool)
+
+
+def _first_pass(lab: np.ndarray, tar: np.ndarray, order: np.ndarray, offsets) -> np.ndarray:
+    """Visit `order` once, flipping simple pixels of `lab` in place; return pixels to re-check.
+
+    The sequential visit is evaluated in rounds (Kahn's topological order): a
+    pixel is decided once every mismatch among its 8 neighbours that comes
+    earlier in `order` has been decided, so it sees exactly the state that the
+    sequential visit would show it, and the pixels of one round are never
+    neighbours. The returned pixels are the remaining mismatches next to a
+    pixel that flipped after them: only those can have become simple (the
+    test depends on nothing but the 8 neighbours).
+    """
+    never = np.iinfo(np.int64).max
+    position = np.full(lab.size, never, np.int64)
+    position[order] = np.arange(order.size)
+    around = position[order[:, None] + offsets]  # neighbours' positions, never if no mismatch
+    mine = np.arange(order.size)[:, None]
+    waiting = np.count_nonzero(around < mine, axis=1)  # undecided earlier neighbours
+    later = np.where((around > mine) & (around != never), around, -1)
     weights = (1 << np.arange(8)).astype(np.uint8)
     simple = simple_point_table()
-    never = np.iinfo(np.int64).max
-    rank = np.full(lab.size, never, np.int64)  # visit position of undecided pixels
-    while order.size:
-        flipped = 0
-        todo = order
-        todo_rank = np.arange(order.size, dtype=np.int64)
-        rank[todo] = todo_rank
-        while todo.size:
-            neighbours = todo[:, None] + offsets
-            ready = rank[neighbours].min(axis=1) > todo_rank
-            now = todo[ready]
-            code = lab[now[:, None] + offsets] @ weights if now.size else now
-            flip = now[simple[code]]
-            lab[flip] ^= 1
-            flipped += flip.size
-            rank[now] = never
-            todo, todo_rank = todo[~ready], todo_rank[~ready]
-        if not flipped:
+    ready = np.flatnonzero(waiting == 0)
+    flipped = []
+    while ready.size:
+        pixels = order[ready]
+        flip = simple[lab[pixels[:, None] + offsets] @ weights]
+        lab[pixels[flip]] ^= 1
+        flipped.append(ready[flip])
+        after = later[ready].ravel()
+        after, count = np.unique(after[after >= 0], return_counts=True)
+        waiting[after] -= count
+        ready = after[waiting[after] == 0]
+    done = np.concatenate(flipped) if flipped else mine[:0, 0]
+    earlier = around[done]
+    earlier = order[earlier[earlier < done[:, None]]]
+    return np.unique(earlier[lab[earlier] != tar[earlier]])
+
+
+def _later_passes(lab: np.ndarray, order: np.ndarray, recheck: np.ndarray, offsets) -> None:
+    """Further passes over the remaining mismatches `order`, sequentially, in place.
+
+    Only pixels whose neighbourhood changed since their last test are tested
+    again (`recheck`, then the later neighbours of every flip), which gives
+    the same result as testing every mismatch in every pass.
+    """
+    flat = bytearray(lab.tobytes())
+    pixels = order.tolist()
+    rank = dict(zip(pixels, range(len(pixels)), strict=True))
+    dirty = bytearray(len(pixels))
+    for p in recheck.tolist():
+        dirty[rank[p]] = 1
+    table = bytes(simple_point_table().astype(np.uint8))
+    nw, n, ne, w, e, sw, s, se = (int(o) for o in offsets)
+    while True:
+        flips = 0
+        pos = dirty.find(1)
+        while pos != -1:
+            dirty[pos] = 0
+            i = pixels[pos]
+            code = (
+                flat[i + nw]
+                | flat[i + n] << 1
+                | flat[i + ne] << 2
+                | flat[i + w] << 3
+                | flat[i + e] << 4
+                | flat[i + sw] << 5
+                | flat[i + s] << 6
+                | flat[i + se] << 7
+            )
+            if table[code]:
+                flat[i] ^= 1
+                flips += 1
+                del rank[i]
+                for o in (nw, n, ne, w, e, sw, s, se):
+                    q = rank.get(i + o)
+                    if q is not None:
+                        dirty[q] = 1
+            pos = dirty.find(1, pos + 1)
+        if not flips:
             break
-        order = order[lab[order] != tar[order]]
-    return lab.reshape(rows + 2, width)[1:-1, 1:-1].astype(bool)
+    lab[:] = np.frombuffer(bytes(flat), np.uint8)
 
 
 def _splits_on_removal(cells: np.ndarray, box: tuple[slice, slice], y: int, x: int) -> bool:
