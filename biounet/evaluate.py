@@ -92,8 +92,8 @@ def _prediction(pred: np.ndarray, path: Path, kind: str, invert: bool) -> tuple[
     if kind == "labels":
         if invert:
             raise BiounetError(f"{path}: --invert applies to probability maps, not label images")
-        if pred.dtype.kind == "f":
-            raise BiounetError(f"{path}: float image given as labels (use --kind probability)")
+        if pred.dtype.kind == "f" and not (np.isfinite(pred).all() and (pred % 1 == 0).all()):
+            raise BiounetError(f"{path}: label image has non-integer values")
         if pred.dtype.kind == "i" and pred.size and pred.min() < 0:
             raise BiounetError(f"{path}: label image has negative values")
         return pred, kind

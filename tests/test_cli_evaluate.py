@@ -95,6 +95,10 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
     tifffile.imwrite(inst, instances.astype(np.uint16))
     r = run(inst, inst)  # instance ground truth: seg by default
     assert r.exit_code == 0 and "seg" in r.output and "pixel_error" not in r.output
+    as_float = tmp_path / "float-labels.tif"
+    tifffile.imwrite(as_float, instances.astype(np.float32))
+    r = run(as_float, inst, "--kind", "labels")  # integer-valued floats are labels too
+    assert r.exit_code == 0 and "1.0000000" in r.output
 
 
 @pytest.mark.parametrize(
@@ -110,6 +114,7 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
         ("metric", "--metrics: unknown dice"),
         ("empty_gt", "no cell pixels"),
         ("rgb", "expected a 2-D image or a (Z, Y, X) stack"),
+        ("float_labels", "label image has non-integer values"),
     ],
 )
 def test_one_line_errors(files, tmp_path, case, message):
@@ -144,6 +149,8 @@ def test_one_line_errors(files, tmp_path, case, message):
     elif case == "rgb":
         pred = truth = tmp_path / "rgb.tif"
         tifffile.imwrite(pred, np.zeros((2, 3, 4, 5), np.uint8), photometric="minisblack")
+    elif case == "float_labels":
+        extra = ["--kind", "labels"]
     r = run(pred, truth, *extra)
     assert r.exit_code == 1, r.output
     assert r.output.startswith("Error: ") and message in r.output
