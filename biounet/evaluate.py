@@ -76,7 +76,7 @@ def _check_ground_truth(gt: np.ndarray, path: Path, metrics: list[str] | None) -
         raise BiounetError(f"{path}: ground truth has negative values ({values[0]:g})")
     binary = values.size <= 1 or (values.size == 2 and values[0] == 0)
     if metrics is None:
-        metrics = list(ISBI_METRICS) if binary else ["seg"]
+        metrics = list(ISBI_METRICS)  # seg only on request: a grey image would pass as labels
     if not binary and any(m in ISBI_METRICS for m in metrics):
         shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if values.size > 4 else "")
         raise BiounetError(
@@ -131,7 +131,8 @@ def evaluate_files(
         metrics, instance labels for ``seg``; same shape.
     metrics : list of str, optional
         Names from :data:`biounet.metrics.METRICS`. Default: the five ISBI
-        metrics for a binary ground truth, ``seg`` for instance labels.
+        metrics, which need a binary ground truth; ``seg`` (instance labels)
+        only when asked for, since any grey image would pass as labels.
     kind : {"auto", "probability", "labels"}
         ``auto``: float = probability, integer = labels. ``probability`` with
         an integer file divides by the dtype's maximum (uint8 255 -> 1.0).

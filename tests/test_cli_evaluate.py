@@ -93,7 +93,9 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
     instances = ndi.label(gt > 0, in_plane)[0]
     inst = tmp_path / "instances.tif"
     tifffile.imwrite(inst, instances.astype(np.uint16))
-    r = run(inst, inst)  # instance ground truth: seg by default
+    r = run(inst, inst)  # instance ground truth: the ISBI metrics refuse it
+    assert r.exit_code == 1 and "use --metrics seg for instance labels" in r.output
+    r = run(inst, inst, "--metrics", "seg")
     assert r.exit_code == 0 and "seg" in r.output and "pixel_error" not in r.output
     as_float = tmp_path / "float-labels.tif"
     tifffile.imwrite(as_float, instances.astype(np.float32))

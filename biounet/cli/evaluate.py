@@ -13,7 +13,7 @@ import click
     default=None,
     metavar="LIST",
     help="Comma-separated: pixel,rand,warping,vrand,vinfo,seg. "
-    "[default: the five ISBI metrics for a binary ground truth, seg for instance labels]",
+    "[default: pixel,rand,warping,vrand,vinfo]",
 )
 @click.option(
     "--json",
@@ -53,8 +53,8 @@ def command(
 
     The ground truth is a binary mask, cells > 0 (e.g. 255) and membranes 0,
     for the ISBI metrics (pixel error, Rand error, warping error, V_rand,
-    V_info); seg (the Cell Tracking Challenge SEG measure) takes instance
-    labels. Every slice of a stack is scored in 2-D.
+    V_info); seg (the Cell Tracking Challenge SEG measure, --metrics seg)
+    takes instance labels. Every slice of a stack is scored in 2-D.
 
     \b
     Example:
