@@ -99,7 +99,7 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
     assert r.exit_code == 0 and "seg" in r.output and "pixel_error" not in r.output
     as_float = tmp_path / "float-labels.tif"
     tifffile.imwrite(as_float, instances.astype(np.float32))
-    r = run(as_float, inst, "--kind", "labels")  # integer-valued floats are labels too
+    r = run(as_float, inst, "--kind", "labels", "--metrics", "seg")  # integral floats: labels
     assert r.exit_code == 0 and "1.0000000" in r.output
 
 
