@@ -8,6 +8,8 @@ in its 3x3 neighbourhood without the centre, the foreground 4-components that
 touch its four 4-neighbours number exactly one (T4 = 1) and the background
 8-components number exactly one (T8bar = 1).
 
+The simple-point test is tabulated in :mod:`biounet.simple_points`.
+
 Warping, per slice and threshold (PAPER.md section 3.4): pad L and T by one
 background pixel; repeat passes until no mismatch is left or a pass flips
 nothing; each pass visits the mismatches in descending ``|p - threshold|``
@@ -19,10 +21,13 @@ the old ISBI leaderboard counts only the pixels classified as *splits* and
 thresholds 0.0, 0.1, ..., 0.9.
 
 The implementation is written from these definitions (not from the GPL Java
-code of Fiji). A pass is evaluated in rounds that are exactly equivalent to
-the sequential visit: a pixel is decided once every mismatch among its eight
-neighbours that comes earlier in the visit order has been decided, so pixels
-decided in the same round are never neighbours.
+code of Fiji) and gives exactly the result of the sequential visit. The first
+pass, which sees every mismatch, runs in vectorised rounds: a pixel is decided
+once every mismatch among its eight neighbours that comes earlier in the visit
+order has been decided, so pixels decided in the same round are never
+neighbours. Later passes run sequentially but test again only the pixels
+whose neighbourhood changed since their last test; the others cannot have
+become simple.
 
 References
 ----------
@@ -33,15 +38,16 @@ References
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from scipy import ndimage as ndi
 
 from biounet.proposal import FOUR, WARPING_THRESHOLDS, Proposal, binary_ground_truth
-
-#: (row, column) offsets of the 8 neighbours; bit b of a neighbourhood code is OFFSETS[b].
-OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+from biounet.simple_points import (
+    OFFSETS,
+    neighbourhood_codes,
+    piece_table,
+    simple_point_table,
+)
 
 #: Names of the codes returned by :func:`classify_warping_errors` (index = code).
 WARPING_ERROR_KINDS = (
@@ -54,72 +60,6 @@ WARPING_ERROR_KINDS = (
     "split",
 )
 _OBJ_ADD, _OBJ_DEL, _HOLE_ADD, _HOLE_DEL, _MERGE, _SPLIT = range(1, 7)
-
-
-def neighbourhood(code: int) -> np.ndarray:
-    """The 3x3 bool neighbourhood (centre False) encoded by `code` (0..255).
-
-    Examples
-    --------
-    >>> neighbourhood(2 + 64).astype(int).tolist()   # north and south
-    [[0, 1, 0], [0, 0, 0], [0, 1, 0]]
-    """
-    nb = np.zeros((3, 3), bool)
-    for bit, (dy, dx) in enumerate(OFFSETS):
-        nb[1 + dy, 1 + dx] = (code >> bit) & 1
-    return nb
-
-
-@functools.cache
-def _tables() -> tuple[np.ndarray, np.ndarray]:
-    simple = np.zeros(256, bool)
-    pieces = np.zeros(256, np.uint8)
-    four = [(0, 1), (1, 0), (1, 2), (2, 1)]
-    for code in range(256):
-        nb = neighbourhood(code)
-        fg, n_fg = ndi.label(nb, structure=FOUR)
-        t4 = len({fg[p] for p in four} - {0})
-        bg = ~nb
-        bg[1, 1] = False
-        t8 = ndi.label(bg, structure=np.ones((3, 3), bool))[1]
-        simple[code] = t4 == 1 and t8 == 1
-        pieces[code] = n_fg
-    simple.flags.writeable = False
-    pieces.flags.writeable = False
-    return simple, pieces
-
-
-def simple_point_table() -> np.ndarray:
-    """Whether the centre of each 3x3 configuration is simple; (256,) bool.
-
-    Index with the neighbourhood code ``sum(2**b * nb[OFFSETS[b]])``
-    (:data:`OFFSETS`); the centre's own value does not matter.
-
-    Examples
-    --------
-    >>> table = simple_point_table()
-    >>> bool(table[0]), bool(table[255]), bool(table[2])   # isolated, interior, end
-    (False, False, True)
-    >>> bool(table[2 + 64])                                # bridge north-south
-    False
-    """
-    return _tables()[0]
-
-
-def neighbourhood_codes(mask: np.ndarray) -> np.ndarray:
-    """The 8-neighbour code of every pixel of a 2-D mask (outside = 0); (M, N) uint8.
-
-    Examples
-    --------
-    >>> neighbourhood_codes(np.array([[1, 1]])).tolist()
-    [[16, 8]]
-    """
-    m = np.pad(np.asarray(mask, bool), 1).astype(np.uint8)
-    rows, cols = m.shape[0] - 2, m.shape[1] - 2
-    code = np.zeros((rows, cols), np.uint8)
-    for bit, (dy, dx) in enumerate(OFFSETS):
-        code |= m[1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols] << bit
-    return code
 
 
 def simple_point_warp(
@@ -323,7 +263,7 @@ def classify_warping_errors(warped: np.ndarray, target: np.ndarray) -> np.ndarra
     ).astype(np.uint8)
     check = np.flatnonzero((n_ids == 2) & on)
     if check.size:
-        pieces = _tables()[1][neighbourhood_codes(w)[ys[check], xs[check]]]
+        pieces = piece_table()[neighbourhood_codes(w)[ys[check], xs[check]]]
         boxes = ndi.find_objects(cells)
         for i in check[pieces >= 2]:  # one local piece stays connected without the pixel
             y, x = ys[i] + 1, xs[i] + 1

@@ -4,13 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from biounet.simple_points import OFFSETS, neighbourhood, neighbourhood_codes, simple_point_table
 from biounet.warping import (
-    OFFSETS,
     WARPING_ERROR_KINDS,
     classify_warping_errors,
-    neighbourhood,
-    neighbourhood_codes,
-    simple_point_table,
     simple_point_warp,
     warping_error,
     warping_errors,
