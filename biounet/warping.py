@@ -263,14 +263,56 @@ def classify_warping_errors(warped: np.ndarray, target: np.ndarray) -> np.ndarra
     ).astype(np.uint8)
     check = np.flatnonzero((n_ids == 2) & on)
     if check.size:
-        pieces = piece_table()[neighbourhood_codes(w)[ys[check], xs[check]]]
+        codes = neighbourhood_codes(w)[ys[check], xs[check]]
+        # one local piece stays connected without the pixel; without a 4-neighbour
+        # in the foreground the pixel is a cell of its own and connects nothing
+        check = check[(piece_table()[codes] >= 2) & (codes & _FOUR_BITS != 0)]
+    if check.size:
+        split, unsure = _window_splits(cells > 0, ys[check] + 1, xs[check] + 1)
+        kind[check[split]] = _SPLIT
         boxes = ndi.find_objects(cells)
-        for i in check[pieces >= 2]:  # one local piece stays connected without the pixel
+        for i in check[unsure]:
             y, x = ys[i] + 1, xs[i] + 1
             if _splits_on_removal(cells, boxes[cells[y, x] - 1], y, x):
                 kind[i] = _SPLIT
     kinds[ys, xs] = kind
     return kinds
+
+
+_FOUR_BITS = 2 | 8 | 16 | 64  # N, W, E, S in a neighbourhood code
+
+
+def _window_splits(fg: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int = 6):
+    """Decide splits in a window around each pixel, all pixels at once.
+
+    Removing (y, x) splits its cell if, in the (2r+1)**2 window without the
+    pixel, its foreground neighbours fall into two or more 4-components and
+    one of these does not reach the window's edge (so it is a whole cell of
+    its own). It does not split if they fall into one. Otherwise (several
+    components, all reaching the edge) the answer is unsure.
+
+    Returns
+    -------
+    split, unsure : ndarray of shape (K,), bool
+    """
+    size = 2 * radius + 1
+    padded = np.pad(fg, radius)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))[ys, xs].copy()
+    windows[:, radius, radius] = False
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = FOUR  # no connection between windows
+    parts, _ = ndi.label(windows, structure=structure)
+    around = np.sort(
+        np.stack([parts[:, radius + dy, radius + dx] for dy, dx in OFFSETS], axis=1), axis=1
+    )
+    distinct = (np.diff(around, axis=1) != 0) & (around[:, 1:] > 0)
+    many = distinct.sum(axis=1) + (around[:, 0] > 0) >= 2
+    edge = np.zeros(parts.max() + 1, bool)
+    for border in (parts[:, 0, :], parts[:, -1, :], parts[:, :, 0], parts[:, :, -1]):
+        edge[border] = True
+    edge[0] = True
+    enclosed = (~edge[around]).any(axis=1)
+    return many & enclosed, many & ~enclosed
 
 
 def warping_errors(

@@ -283,3 +283,44 @@ def test_warping_error_label_prediction_and_shape_check():
         warping_error(labels[:, :-1], gt)
     with pytest.raises(ValueError, match="variant"):
         warping_error(labels, gt, variant="mergers")
+
+
+def naive_classify(warped, target):
+    """PAPER.md 3.4 step 4 literally, recomputing all cells for every two-ID pixel."""
+    names = {name: k for k, name in enumerate(WARPING_ERROR_KINDS)}
+    padded = np.pad(warped, 1)
+    cells = ndi.label(padded, FOUR)[0]
+    kinds = np.zeros(warped.shape, np.uint8)
+    for y, x in zip(*np.nonzero(warped != target), strict=True):
+        py, px = y + 1, x + 1
+        ids = {cells[py + dy, px + dx] for dy, dx in OFFSETS}
+        on = padded[py, px]
+        if ids == {0}:
+            kind = "object_deletion" if on else "object_addition"
+        elif len(ids) == 1:
+            kind = "hole_addition" if on else "hole_deletion"
+        elif len(ids) == 2 and not on:
+            kind = "hole_addition"
+        elif len(ids) == 2:
+            flipped = padded.copy()
+            flipped[py, px] = False
+            again = ndi.label(flipped, FOUR)[0]
+            after = {again[py + dy, px + dx] for dy, dx in OFFSETS}
+            kind = "split" if len(after) > 2 else "hole_deletion"
+        else:
+            kind = "split" if on else "merge"
+        kinds[y, x] = names[kind]
+    return kinds
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_classification_equals_the_literal_definition(seed):
+    rng = np.random.default_rng(200 + seed)
+    shape = (40, 40) if seed < 4 else (24, 60)
+    reference = ndi.gaussian_filter(rng.random(shape), 1.0 + seed % 2) > 0.5
+    noise = rng.random(shape)  # pure noise: many splits, long bridges and holes
+    target = noise > 0.5 if seed % 2 else ndi.gaussian_filter(noise, 1) > 0.5
+    warped = simple_point_warp(reference, target, priority=np.abs(noise - 0.5))
+    expected = naive_classify(warped, target)
+    assert (expected == WARPING_ERROR_KINDS.index("split")).sum() > 3
+    np.testing.assert_array_equal(classify_warping_errors(warped, target), expected)
