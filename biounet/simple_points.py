@@ -42,22 +42,19 @@ def neighbourhood(code: int) -> np.ndarray:
 
 
 @functools.cache
-def _tables() -> tuple[np.ndarray, np.ndarray]:
+def _simple() -> np.ndarray:
     simple = np.zeros(256, bool)
-    pieces = np.zeros(256, np.uint8)
     four = [(0, 1), (1, 0), (1, 2), (2, 1)]
     for code in range(256):
         nb = neighbourhood(code)
-        fg, n_fg = ndi.label(nb, structure=FOUR)
+        fg = ndi.label(nb, structure=FOUR)[0]
         t4 = len({fg[p] for p in four} - {0})
         bg = ~nb
         bg[1, 1] = False
         t8 = ndi.label(bg, structure=np.ones((3, 3), bool))[1]
         simple[code] = t4 == 1 and t8 == 1
-        pieces[code] = n_fg
     simple.flags.writeable = False
-    pieces.flags.writeable = False
-    return simple, pieces
+    return simple
 
 
 def simple_point_table() -> np.ndarray:
@@ -74,7 +71,7 @@ def simple_point_table() -> np.ndarray:
     >>> bool(table[2 + 64])                                # bridge north-south
     False
     """
-    return _tables()[0]
+    return _simple()
 
 
 def neighbourhood_codes(mask: np.ndarray) -> np.ndarray:
@@ -91,14 +88,3 @@ def neighbourhood_codes(mask: np.ndarray) -> np.ndarray:
     for bit, (dy, dx) in enumerate(OFFSETS):
         code |= m[1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols] << bit
     return code
-
-
-def piece_table() -> np.ndarray:
-    """Foreground 4-components of each neighbourhood (centre excluded); (256,) uint8.
-
-    Examples
-    --------
-    >>> int(piece_table()[2 + 64]), int(piece_table()[1 + 2])   # N and S; NW and N
-    (2, 1)
-    """
-    return _tables()[1]

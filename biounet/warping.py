@@ -42,12 +42,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from biounet.proposal import FOUR, WARPING_THRESHOLDS, Proposal, binary_ground_truth
-from biounet.simple_points import (
-    OFFSETS,
-    neighbourhood_codes,
-    piece_table,
-    simple_point_table,
-)
+from biounet.simple_points import OFFSETS, neighbourhood_codes, simple_point_table
 
 #: Names of the codes returned by :func:`classify_warping_errors` (index = code).
 WARPING_ERROR_KINDS = (
@@ -191,16 +186,6 @@ def _later_passes(lab: np.ndarray, order: np.ndarray, recheck: np.ndarray, offse
     lab[:] = np.frombuffer(bytes(flat), np.uint8)
 
 
-def _splits_on_removal(cells: np.ndarray, box: tuple[slice, slice], y: int, x: int) -> bool:
-    """Whether removing (y, x) splits its cell among its 8 neighbours (global test)."""
-    crop = cells[box] == cells[y, x]
-    cy, cx = y - box[0].start, x - box[1].start
-    crop[cy, cx] = False
-    parts = ndi.label(crop, structure=FOUR)[0]
-    around = parts[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2]
-    return np.unique(around[around > 0]).size >= 2
-
-
 def classify_warping_errors(warped: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Classify the mismatches that simple-point warping could not remove.
 
@@ -263,56 +248,45 @@ def classify_warping_errors(warped: np.ndarray, target: np.ndarray) -> np.ndarra
     ).astype(np.uint8)
     check = np.flatnonzero((n_ids == 2) & on)
     if check.size:
-        codes = neighbourhood_codes(w)[ys[check], xs[check]]
-        # one local piece stays connected without the pixel; without a 4-neighbour
-        # in the foreground the pixel is a cell of its own and connects nothing
-        check = check[(piece_table()[codes] >= 2) & (codes & _FOUR_BITS != 0)]
-    if check.size:
-        split, unsure = _window_splits(cells > 0, ys[check] + 1, xs[check] + 1)
-        kind[check[split]] = _SPLIT
-        boxes = ndi.find_objects(cells)
-        for i in check[unsure]:
-            y, x = ys[i] + 1, xs[i] + 1
-            if _splits_on_removal(cells, boxes[cells[y, x] - 1], y, x):
-                kind[i] = _SPLIT
+        kind[check[_splits(cells, ys[check] + 1, xs[check] + 1)]] = _SPLIT
     kinds[ys, xs] = kind
     return kinds
 
 
-_FOUR_BITS = 2 | 8 | 16 | 64  # N, W, E, S in a neighbourhood code
+def _bits(code: int, *names: str) -> bool:
+    return all(code >> _BIT[name] & 1 for name in names)
 
 
-def _window_splits(fg: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int = 6):
-    """Decide splits in a window around each pixel, all pixels at once.
+_BIT = {"nw": 0, "n": 1, "ne": 2, "w": 3, "e": 4, "sw": 5, "s": 6, "se": 7}
+#: For each neighbourhood: foreground 4-neighbours minus full 2x2 blocks at the centre.
+_EDGES_MINUS_BLOCKS = np.array(
+    [
+        sum(_bits(c, k) for k in ("n", "w", "e", "s"))
+        - sum(
+            _bits(c, *block)
+            for block in (("nw", "n", "w"), ("n", "ne", "e"), ("w", "sw", "s"), ("e", "s", "se"))
+        )
+        for c in range(256)
+    ]
+)
 
-    Removing (y, x) splits its cell if, in the (2r+1)**2 window without the
-    pixel, its foreground neighbours fall into two or more 4-components and
-    one of these does not reach the window's edge (so it is a whole cell of
-    its own). It does not split if they fall into one. Otherwise (several
-    components, all reaching the edge) the answer is unsure.
 
-    Returns
-    -------
-    split, unsure : ndarray of shape (K,), bool
+def _splits(cells: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Whether removing each foreground pixel splits its cell; exact, all pixels at once.
+
+    With 4-connected cells and an 8-connected background (framed by
+    background), the Euler number ``chi = cells - holes`` is ``V - E + F``
+    over pixels, 4-adjacent pairs and full 2x2 blocks, so removing a pixel
+    changes it by ``-1 + e - f`` (its e foreground 4-neighbours and f full
+    blocks). The background gains the pixel and joins the d background
+    components around it, so ``holes`` changes by ``1 - d``. The number of
+    cells therefore changes by ``e - f - d``: the cell splits iff that is >= 1.
     """
-    size = 2 * radius + 1
-    padded = np.pad(fg, radius)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))[ys, xs].copy()
-    windows[:, radius, radius] = False
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = FOUR  # no connection between windows
-    parts, _ = ndi.label(windows, structure=structure)
-    around = np.sort(
-        np.stack([parts[:, radius + dy, radius + dx] for dy, dx in OFFSETS], axis=1), axis=1
-    )
-    distinct = (np.diff(around, axis=1) != 0) & (around[:, 1:] > 0)
-    many = distinct.sum(axis=1) + (around[:, 0] > 0) >= 2
-    edge = np.zeros(parts.max() + 1, bool)
-    for border in (parts[:, 0, :], parts[:, -1, :], parts[:, :, 0], parts[:, :, -1]):
-        edge[border] = True
-    edge[0] = True
-    enclosed = (~edge[around]).any(axis=1)
-    return many & enclosed, many & ~enclosed
+    background = ndi.label(cells == 0, structure=np.ones((3, 3), bool))[0]
+    around = np.sort(np.stack([background[ys + dy, xs + dx] for dy, dx in OFFSETS], 1), 1)
+    d = ((np.diff(around, axis=1) != 0) & (around[:, 1:] > 0)).sum(1) + (around[:, 0] > 0)
+    codes = neighbourhood_codes(cells > 0)[ys, xs]
+    return _EDGES_MINUS_BLOCKS[codes] - d >= 1
 
 
 def warping_errors(
