@@ -25,9 +25,10 @@ code of Fiji) and gives exactly the result of the sequential visit. The first
 pass, which sees every mismatch, runs in vectorised rounds: a pixel is decided
 once every mismatch among its eight neighbours that comes earlier in the visit
 order has been decided, so pixels decided in the same round are never
-neighbours. Later passes run sequentially but test again only the pixels
-whose neighbourhood changed since their last test; the others cannot have
-become simple.
+neighbours. Later passes are vectorised too while many pixels must be tested
+again; then they run sequentially and test again only the pixels whose
+neighbourhood changed since their last test (the others cannot have become
+simple).
 
 References
 ----------
@@ -98,14 +99,22 @@ def simple_point_warp(
         pri = np.pad(np.asarray(priority, np.float64), 1).ravel()
         order = order[np.argsort(-pri[order], kind="stable")]
     offsets = np.array([dy * width + dx for dy, dx in OFFSETS], np.intp)
-    recheck = _first_pass(lab, tar, order, offsets)
+    recheck = _vector_pass(lab, tar, order, offsets)
+    while recheck.size >= VECTOR_PASS_MIN:  # many to re-test: another vectorised pass
+        order = order[lab[order] != tar[order]]
+        recheck = _vector_pass(lab, tar, order, offsets)
     if recheck.size:
         _later_passes(lab, order[lab[order] != tar[order]], recheck, offsets)
     return lab.reshape(rows + 2, width)[1:-1, 1:-1].astype(bool)
 
 
-def _first_pass(lab: np.ndarray, tar: np.ndarray, order: np.ndarray, offsets) -> np.ndarray:
-    """Visit `order` once, flipping simple pixels of `lab` in place; return pixels to re-check.
+#: A further pass is vectorised (over all remaining mismatches) when at least this many
+#: pixels must be re-tested, and sequential (over those pixels only) below.
+VECTOR_PASS_MIN = 2000
+
+
+def _vector_pass(lab: np.ndarray, tar: np.ndarray, order: np.ndarray, offsets) -> np.ndarray:
+    """One pass over `order`, flipping simple pixels of `lab` in place; return pixels to re-check.
 
     The sequential visit is evaluated in rounds (Kahn's topological order): a
     pixel is decided once every mismatch among its 8 neighbours that comes

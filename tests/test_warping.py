@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from biounet import warping
 from biounet.simple_points import OFFSETS, neighbourhood, neighbourhood_codes, simple_point_table
 from biounet.warping import (
     WARPING_ERROR_KINDS,
@@ -115,8 +116,10 @@ def naive_warp(reference, target, priority):
     return lab[1:-1, 1:-1]
 
 
+@pytest.mark.parametrize("vector_min", [1, 10**9])  # always / never vectorised after pass 1
 @pytest.mark.parametrize("seed", range(6))
-def test_warp_equals_the_sequential_definition(seed):
+def test_warp_equals_the_sequential_definition(seed, vector_min, monkeypatch):
+    monkeypatch.setattr(warping, "VECTOR_PASS_MIN", vector_min)
     rng = np.random.default_rng(seed)
     smooth = ndi.gaussian_filter(rng.random((18, 20)), 1.5)
     reference = smooth > np.median(smooth)
