@@ -165,6 +165,7 @@ def test_json_in_missing_folder_fails_before_scoring(files, tmp_path):
     assert r.exit_code == 1 and "does not exist" in r.output
 
 
+@pytest.mark.isbi
 def test_isbi_labels_against_themselves_and_eroded(isbi_dir, tmp_path):
     labels = tifffile.imread(isbi_dir / "train-labels.tif")[:2]
     gt = tmp_path / "gt.tif"
