@@ -201,7 +201,7 @@ def format_table(result: dict) -> str:
                 (
                     key,
                     f"{value:.7f}",
-                    "-" if level is None else f"{level:.1f}",
+                    "-" if level is None else threshold_key(level),
                     _BETTER.get(key, "lower"),
                 )
             )

@@ -55,8 +55,14 @@ ISBI_METRICS = ("pixel", "rand", "warping", "vrand", "vinfo")
 
 
 def threshold_key(level: float) -> str:
-    """The printed name of a threshold: ``"0.3"`` for 0.30000000000000004."""
-    return f"{level:.1f}"
+    """The printed name of a threshold, rounded to 6 decimals.
+
+    Examples
+    --------
+    >>> threshold_key(0.30000000000000004), threshold_key(0.9999999999999999), threshold_key(0.25)
+    ('0.3', '1.0', '0.25')
+    """
+    return repr(round(float(level), 6))
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,11 @@ class MetricResult:
     best : float
         The lowest error (or highest score) over the thresholds.
     threshold : float or None
-        Where `best` was reached (the lowest such threshold), rounded to
-        0.1; None for a label image, which is scored as it is.
+        Where `best` was reached (the lowest such threshold), rounded to 6
+        decimals (0.3 for 0.30000000000000004); None for a label image, which
+        is scored as it is.
     per_threshold : dict of float to float
-        The value at every threshold (rounded to 0.1); empty for labels.
+        The value at every threshold (rounded likewise); empty for labels.
     """
 
     best: float
@@ -98,7 +105,7 @@ class MetricResult:
         return cls(float(vals[i]), round(float(levels[i]), 6), per)
 
     def __str__(self) -> str:
-        where = "(labels)" if self.threshold is None else f"at threshold {self.threshold:.1f}"
+        where = "(labels)" if self.threshold is None else f"at threshold {self.threshold}"
         return f"{self.best:.6g} {where}"
 
 
@@ -346,6 +353,9 @@ def evaluate_isbi(
     from biounet.warping import warping_errors
 
     proposal, gt = _inputs(prediction, ground_truth, kind)
+    thresholds = tuple(thresholds)
+    if isinstance(metrics, str):
+        metrics = [metrics]
     if metrics is None:
         metrics = list(ISBI_METRICS)
         labels = np.asarray(ground_truth)
@@ -356,7 +366,7 @@ def evaluate_isbi(
     if unknown:
         raise ValueError(f"metrics: unknown {', '.join(unknown)} (known: {', '.join(METRICS)})")
     results: dict[str, MetricResult] = {}
-    levels = proposal.levels(tuple(thresholds))
+    levels = proposal.levels(thresholds)
     if "pixel" in metrics:
         values = _pixel_sweep(proposal, gt, levels)
         results["pixel_error"] = MetricResult.from_sweep(values, lower_is_better=True)

@@ -353,6 +353,9 @@ def test_evaluate_isbi_adds_seg_for_instance_ground_truth():
     r = evaluate_isbi(ref.astype(np.int32), ref)
     assert r["seg"] == 1.0 and "seg" in r["per_threshold"]
     assert "seg" not in evaluate_isbi(ref.astype(np.int32), ref > 0)
+    once = evaluate_isbi(ref / 9.0, ref, metrics="seg", thresholds=(t / 4 for t in range(4)))
+    assert list(once) == ["seg", "threshold", "per_threshold", "details"]
+    assert list(once["per_threshold"]["seg"]) == ["0.0", "0.25", "0.5", "0.75"]
 
 
 def test_cells_are_four_connected():
