@@ -60,9 +60,9 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from biounet.cli import predict, summary
+    from biounet.cli import evaluate, predict, summary
 
-    for module in (summary, predict):
+    for module in (summary, predict, evaluate):
         main.add_command(module.command)
 
 
