@@ -60,9 +60,9 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from biounet.cli import summary
+    from biounet.cli import augment, summary, weight_map
 
-    for module in (summary,):
+    for module in (summary, weight_map, augment):
         main.add_command(module.command)
 
 

@@ -1,0 +1,190 @@
+"""What ``biounet weight-map`` and ``biounet augment`` do: check training data before a run.
+
+:func:`write_weight_maps` computes the targets and weight maps of a label
+image or stack, writes the maps as a float32 TIFF and, optionally, a figure
+like the paper's Fig. 3. :func:`write_augment_grid` draws augmented training
+tiles exactly as training will and shows them with their targets and
+weights, so that the settings can be checked before a long run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from biounet.atomic import atomic_output, check_writable
+from biounet.augment import AugmentConfig, random_tile
+from biounet.data import Foreground, LabelKind, load_labels, load_pairs
+from biounet.errors import BiounetError
+from biounet.normalize import Normalization, normalize
+from biounet.weights import WeightMapConfig, weight_maps
+
+__all__ = ["write_weight_maps", "write_augment_grid"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_figure_path(path: Path, overwrite: bool) -> Path:
+    if path.suffix.lower() != ".png":
+        raise BiounetError(f"{path}: the figure must be a .png file")
+    return check_writable(path, overwrite=overwrite)
+
+
+def write_weight_maps(
+    labels: str | Path,
+    output: str | Path,
+    *,
+    config: WeightMapConfig,
+    label_kind: LabelKind = "binary",
+    foreground: Foreground = "high",
+    image: str | Path | None = None,
+    figure: str | Path | None = None,
+    plane: int = 0,
+    crop: tuple[slice, slice] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Weight maps of a label image or stack as a float32 TIFF, plus an optional figure.
+
+    Parameters
+    ----------
+    labels : path
+        A label image or a stack of label planes (TIFF or PNG).
+    output : path
+        TIFF to write: one float32 plane per label plane, shape (M, N) or
+        (Z, M, N). The class weights are balanced over all planes.
+    config : WeightMapConfig
+    label_kind, foreground : str
+        As :func:`biounet.data.load_pairs`.
+    image : path, optional
+        The matching image or stack, shown in the figure.
+    figure : path, optional
+        PNG to write for plane `plane` (cf. the paper's Fig. 3).
+    plane : int
+        Which plane the figure shows.
+    crop : tuple of slice, optional
+        Region the figure shows.
+    overwrite : bool
+        Replace existing output files.
+
+    Returns
+    -------
+    str
+        A one-line summary.
+    """
+    output = Path(output)
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise BiounetError(f"{output}: the weight map is written as TIFF (.tif)")
+    check_writable(output, overwrite=overwrite)
+    if figure is not None:
+        figure = _check_figure_path(Path(figure), overwrite)
+    if image is not None:
+        samples = load_pairs(image, labels, label_kind=label_kind, foreground=foreground)
+        names = [s.name for s in samples]
+        instances = [s.instances for s in samples]
+    else:
+        named = load_labels(labels, label_kind=label_kind, foreground=foreground)
+        names = [name for name, _ in named]
+        instances = [inst for _, inst in named]
+    if len({inst.shape for inst in instances}) > 1:
+        raise BiounetError(f"{labels}: label images differ in size; give them one at a time")
+    if not 0 <= plane < len(instances):
+        raise BiounetError(f"--plane {plane}: {labels} has {len(instances)} plane(s)")
+    targets = weight_maps(instances, config)
+    stack = np.stack([t.weights for t in targets])
+    import tifffile
+
+    with atomic_output(output, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, stack[0] if len(targets) == 1 else stack, photometric="minisblack")
+    if figure is not None:
+        from biounet.figures import weight_map_figure
+
+        chosen = targets[plane]
+        weight_map_figure(
+            figure,
+            instances[plane],
+            chosen.classes,
+            chosen.weights,
+            image=samples[plane].image if image is not None else None,
+            crop=crop,
+            title=f"{names[plane]}: w0 = {config.w0:g}, sigma = {config.sigma:g} px, "
+            f"w_c = ({chosen.class_weights[0]:.3f}, {chosen.class_weights[1]:.3f})",
+        )
+    cw = targets[0].class_weights
+    return (
+        f"{output}: {len(targets)} weight map(s), class weights background {cw[0]:.3f}, "
+        f"objects {cw[1]:.3f}, max weight {float(stack.max()):.2f}"
+    )
+
+
+def write_augment_grid(
+    images: str | Path,
+    labels: str | Path | None,
+    figure: str | Path,
+    *,
+    input_size: int,
+    output_size: int,
+    augment: AugmentConfig,
+    weights: WeightMapConfig,
+    n: int = 8,
+    seed: int = 0,
+    label_kind: LabelKind = "binary",
+    foreground: Foreground = "high",
+    normalization: Normalization | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Draw `n` augmented training tiles as training would and write them as a grid.
+
+    Each tile comes from a training image chosen at random; the image is
+    scaled with `normalization` (default: by its dtype, as training does by
+    default), its weight map is computed over the whole set.
+
+    Returns
+    -------
+    str
+        A one-line summary.
+    """
+    figure = _check_figure_path(Path(figure), overwrite)
+    if not 1 <= n <= 32:
+        raise BiounetError(f"--n {n}: choose between 1 and 32 samples")
+    samples = load_pairs(images, labels, label_kind=label_kind, foreground=foreground)
+    targets = weight_maps([s.instances for s in samples], weights)
+    norm = Normalization() if normalization is None else normalization
+    scaled = [normalize(s.image, norm) for s in samples]
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for _ in range(n):
+        k = int(rng.integers(len(samples)))
+        tiles.append(
+            random_tile(
+                scaled[k],
+                targets[k].classes,
+                targets[k].weights,
+                input_size=input_size,
+                output_size=output_size,
+                rng=rng,
+                config=augment,
+            )
+        )
+    from biounet.figures import augment_figure
+
+    parts = []
+    if augment.elastic:
+        parts.append(
+            f"elastic {augment.elastic_grid}x{augment.elastic_grid}, "
+            f"sigma {augment.elastic_sigma:g} px"
+        )
+    if augment.rotation:
+        parts.append(f"rotation +-{augment.rotation:g} deg")
+    if augment.flip:
+        parts.append("flips")
+    if augment.gray:
+        parts.append("grey values")
+    augment_figure(
+        figure,
+        tiles,
+        title=f"{n} tiles {input_size} -> {output_size} from {len(samples)} image(s), "
+        f"seed {seed}: " + (", ".join(parts) or "no augmentation"),
+    )
+    return f"{figure}: {n} augmented tiles of {input_size} px (output {output_size} px)"
