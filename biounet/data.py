@@ -282,7 +282,8 @@ def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray,
     image_stack, label_stack = read_image(images), read_image(labels)
     label_planes = _planes(label_stack, str(labels))
     if len(label_planes) == 1:
-        if image_stack.ndim == 3 and image_stack.shape[0] > 4:
+        plane = label_planes[0].shape
+        if image_stack.ndim == 3 and image_stack.shape[1:] == plane and image_stack.shape[0] > 4:
             raise BiounetError(f"{images}: {image_stack.shape[0]} images but {labels} has 1 label")
         yield image_stack, label_planes[0], images.name, str(labels)
         return

@@ -26,9 +26,11 @@ __all__ = ["write_weight_maps", "write_augment_grid"]
 log = logging.getLogger(__name__)
 
 
-def _check_figure_path(path: Path, overwrite: bool) -> Path:
+def _check_figure_path(path: Path, overwrite: bool, dpi: int) -> Path:
     if path.suffix.lower() != ".png":
         raise BiounetError(f"{path}: the figure must be a .png file")
+    if not 20 <= dpi <= 600:
+        raise BiounetError(f"--dpi {dpi}: choose between 20 and 600")
     return check_writable(path, overwrite=overwrite)
 
 
@@ -43,6 +45,7 @@ def write_weight_maps(
     figure: str | Path | None = None,
     plane: int = 0,
     crop: tuple[slice, slice] | None = None,
+    dpi: int = 80,
     overwrite: bool = False,
 ) -> str:
     """Weight maps of a label image or stack as a float32 TIFF, plus an optional figure.
@@ -65,6 +68,8 @@ def write_weight_maps(
         Which plane the figure shows.
     crop : tuple of slice, optional
         Region the figure shows.
+    dpi : int
+        Resolution of the figure.
     overwrite : bool
         Replace existing output files.
 
@@ -78,7 +83,7 @@ def write_weight_maps(
         raise BiounetError(f"{output}: the weight map is written as TIFF (.tif)")
     check_writable(output, overwrite=overwrite)
     if figure is not None:
-        figure = _check_figure_path(Path(figure), overwrite)
+        figure = _check_figure_path(Path(figure), overwrite, dpi)
     if image is not None:
         samples = load_pairs(image, labels, label_kind=label_kind, foreground=foreground)
         names = [s.name for s in samples]
@@ -108,6 +113,7 @@ def write_weight_maps(
             chosen.weights,
             image=samples[plane].image if image is not None else None,
             crop=crop,
+            dpi=dpi,
             title=f"{names[plane]}: w0 = {config.w0:g}, sigma = {config.sigma:g} px, "
             f"w_c = ({chosen.class_weights[0]:.3f}, {chosen.class_weights[1]:.3f})",
         )
@@ -132,6 +138,7 @@ def write_augment_grid(
     label_kind: LabelKind = "binary",
     foreground: Foreground = "high",
     normalization: Normalization | None = None,
+    dpi: int = 60,
     overwrite: bool = False,
 ) -> str:
     """Draw `n` augmented training tiles as training would and write them as a grid.
@@ -145,7 +152,7 @@ def write_augment_grid(
     str
         A one-line summary.
     """
-    figure = _check_figure_path(Path(figure), overwrite)
+    figure = _check_figure_path(Path(figure), overwrite, dpi)
     if not 1 <= n <= 32:
         raise BiounetError(f"--n {n}: choose between 1 and 32 samples")
     samples = load_pairs(images, labels, label_kind=label_kind, foreground=foreground)
@@ -184,6 +191,7 @@ def write_augment_grid(
     augment_figure(
         figure,
         tiles,
+        dpi=dpi,
         title=f"{n} tiles {input_size} -> {output_size} from {len(samples)} image(s), "
         f"seed {seed}: " + (", ".join(parts) or "no augmentation"),
     )

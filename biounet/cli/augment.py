@@ -36,6 +36,7 @@ from biounet.errors import BiounetError
 @click.option("--w0", type=float, default=10.0, show_default=True)
 @click.option("--sigma", type=float, default=5.0, show_default=True)
 @click.option("--class-weights", default="balanced", show_default=True)
+@click.option("--dpi", type=int, default=60, show_default=True, help="Figure resolution.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing figure.")
 def command(
     images: str,
@@ -59,6 +60,7 @@ def command(
     w0: float,
     sigma: float,
     class_weights: str,
+    dpi: int,
     overwrite: bool,
 ) -> None:
     """Show augmented training tiles of IMAGES/LABELS with their targets and weights.
@@ -108,6 +110,7 @@ def command(
             seed=seed,
             label_kind=label_kind,
             foreground=foreground,
+            dpi=dpi,
             overwrite=overwrite,
         )
     )

@@ -69,6 +69,7 @@ def parse_crop(text: str | None):
     show_default=True,
     help="Binary masks: objects are the high (ISBI) or the low value.",
 )
+@click.option("--dpi", type=int, default=80, show_default=True, help="Figure resolution.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def command(
     labels: str,
@@ -83,6 +84,7 @@ def command(
     separate: bool,
     label_kind: str,
     foreground: str,
+    dpi: int,
     overwrite: bool,
 ) -> None:
     """Write the weight map w = w_c + w0 exp(-(d1 + d2)^2 / 2 sigma^2) of LABELS.
@@ -115,6 +117,7 @@ def command(
             figure=figure,
             plane=plane,
             crop=parse_crop(crop),
+            dpi=dpi,
             overwrite=overwrite,
         )
     )
