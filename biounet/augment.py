@@ -235,11 +235,18 @@ def displacement_field(
     ((2, 5, 5), True)
     """
     control = np.asarray(control, np.float32)
-    matrix = _spline_matrix(size, control.shape[-1])
+    matrix = _spline_matrix(size, control.shape[-1])  # (size, g)
     if out is None:
         out = np.empty((2, size, size), np.float32)
+    scratch = np.empty((size, size), np.float32)
     for component, grid in zip(out, control, strict=True):
-        np.matmul(matrix @ grid, matrix.T, out=component)
+        # matrix @ grid @ matrix.T as g outer products; no BLAS call, whose
+        # threads are slow to wake up on a busy machine
+        left = (matrix[:, :, None] * grid[None]).sum(axis=1)  # (size, g)
+        np.multiply(left[:, :1], matrix[:, 0], out=component)
+        for k in range(1, matrix.shape[1]):
+            np.multiply(left[:, k : k + 1], matrix[:, k], out=scratch)
+            component += scratch
     return out
 
 
@@ -320,6 +327,50 @@ def draw_transform(
     return TileTransform((centre[0], centre[1]), angle, flip, displacement, gray)
 
 
+def _affine(transform: TileTransform) -> tuple[float, float, float, float]:
+    """Coefficients (a, b, c, d) of R(angle) F acting on (row, column) offsets."""
+    theta = math.radians(transform.angle)
+    cos, sin = math.cos(theta), math.sin(theta)
+    fr = -1.0 if transform.flip[0] else 1.0
+    fc = -1.0 if transform.flip[1] else 1.0
+    return cos * fr, -sin * fc, sin * fr, cos * fc
+
+
+def _source_points(
+    transform: TileTransform, size: int, rows: np.ndarray, cols: np.ndarray, scale=(1.0, 1.0)
+) -> None:
+    """Write ``scale * source - (scale != 1)`` row and column coordinates into `rows`, `cols`.
+
+    ``source = centre + R F (t + u(t))`` for the tile pixel at offset ``t``
+    from the tile centre, ``u`` the elastic field.
+    """
+    offsets = np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2)
+    if transform.displacement is not None:
+        field = displacement_field(transform.displacement, size)
+        np.add(field[0], offsets[:, None], out=rows)
+        np.add(field[1], offsets[None, :], out=cols)
+        del field
+    else:
+        rows[...] = offsets[:, None]
+        cols[...] = offsets[None, :]
+    a, b, c, d = _affine(transform)
+    ky, kx = scale
+    a, b, c, d = (np.float32(v) for v in (a * ky, b * ky, c * kx, d * kx))
+    cy = np.float32(transform.centre[0] * ky - (ky != 1.0))
+    cx = np.float32(transform.centre[1] * kx - (kx != 1.0))
+    if b == 0 and c == 0:
+        rows *= a
+        cols *= d
+    else:
+        scratch = rows * c
+        rows *= a
+        rows += cols * b
+        cols *= d
+        cols += scratch
+    rows += cy
+    cols += cx
+
+
 def tile_coordinates(transform: TileTransform, size: int) -> np.ndarray:
     """Image coordinates that each pixel of a ``size x size`` tile is sampled from.
 
@@ -331,41 +382,33 @@ def tile_coordinates(transform: TileTransform, size: int) -> np.ndarray:
     -------
     ndarray of shape (2, size, size), float32
         (row, column) coordinates.
+
+    Examples
+    --------
+    >>> tile_coordinates(TileTransform((10.0, 20.0), flip=(True, False)), 3)[:, 0, 0]
+    array([11., 19.], dtype=float32)
     """
-    offsets = np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2)
     out = np.empty((2, size, size), np.float32)
-    if transform.displacement is not None:
-        displacement_field(transform.displacement, size, out=out)
-        out[0] += offsets[:, None]
-        out[1] += offsets[None, :]
-    else:
-        out[0] = offsets[:, None]
-        out[1] = offsets[None, :]
-    theta = math.radians(transform.angle)
-    cos, sin = math.cos(theta), math.sin(theta)
-    fr = -1.0 if transform.flip[0] else 1.0
-    fc = -1.0 if transform.flip[1] else 1.0
-    # R F with R = [[cos, -sin], [sin, cos]] acting on (row, column)
-    a, b, c, d = (np.float32(v) for v in (cos * fr, -sin * fc, sin * fr, cos * fc))
-    cy, cx = (np.float32(v) for v in transform.centre)
-    rows, cols = out
-    if b == 0 and c == 0:
-        rows *= a
-        cols *= d
-    else:
-        scratch = rows * c  # new row = a r + b c', new column = c r + d c'
-        rows *= a
-        rows += cols * b
-        cols *= d
-        cols += scratch
-    rows += cy
-    cols += cx
+    _source_points(transform, size, out[0], out[1])
     return out
 
 
+def _torch_grid(transform: TileTransform, size: int, shape: tuple[int, int]):
+    """The sampling grid of ``torch.nn.functional.grid_sample`` (align_corners=True)."""
+    import torch
+
+    grid = np.empty((1, size, size, 2), np.float32)  # (x, y) in [-1, 1] inside the image
+    scale = (2.0 / (shape[0] - 1), 2.0 / (shape[1] - 1))
+    _source_points(transform, size, grid[0, ..., 1], grid[0, ..., 0], scale)
+    return torch.from_numpy(grid)
+
+
+_MODES = {0: "nearest", 1: "bilinear", 3: "bicubic"}
+
+
 def _check_sizes(image: np.ndarray, classes, weights, input_size: int, output_size: int):
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape (C, M, N), got {image.shape}")
+    if image.ndim != 3 or min(image.shape[1:]) < 2:
+        raise ValueError(f"image must have shape (C, M, N) with M, N >= 2, got {image.shape}")
     for name, array in (("classes", classes), ("weights", weights)):
         if array.shape != image.shape[1:]:
             raise ValueError(f"{name} of shape {array.shape} do not match image {image.shape}")
@@ -391,23 +434,26 @@ def apply_transform(
     Parameters are as for :func:`random_tile`; `config` supplies the
     interpolation orders.
     """
+    import torch
+    from torch.nn.functional import grid_sample
+
     _check_sizes(image, classes, weights, input_size, output_size)
-    coords = tile_coordinates(transform, input_size)
-    tile = np.empty((image.shape[0], input_size, input_size), np.float32)
-    for channel, plane in enumerate(image):
-        ndi.map_coordinates(
-            plane, coords, output=tile[channel], order=config.image_order, mode="mirror"
-        )
+    shape = image.shape[-2:]
+    grid = _torch_grid(transform, input_size, shape)
+    # reflection about the edge pixels' centres (align_corners=True) = mirroring
+    options = {"padding_mode": "reflection", "align_corners": True}
+    source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    tile = grid_sample(source, grid, mode=_MODES[config.image_order], **options)[0].numpy()
     if transform.gray is not None:
         gray_curve(tile, *transform.gray)
     h = (input_size - output_size) // 2
-    inner = np.ascontiguousarray(coords[:, h : h + output_size, h : h + output_size])
-    del coords
-    target = np.empty((output_size, output_size), np.int64)
-    ndi.map_coordinates(classes, inner, output=target, order=0, mode="mirror")
-    weight = np.empty((output_size, output_size), np.float32)
-    ndi.map_coordinates(weights, inner, output=weight, order=config.weight_order, mode="mirror")
-    return tile, target, weight
+    inner = grid[:, h : h + output_size, h : h + output_size].contiguous()
+    labels = torch.from_numpy(np.asarray(classes, dtype=np.float32))[None, None]
+    target = grid_sample(labels, inner, mode="nearest", **options)[0, 0].numpy()
+    values = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))[None, None]
+    mode = _MODES[config.weight_order]
+    weight = grid_sample(values, inner, mode=mode, **options)[0, 0].numpy()
+    return tile, target.astype(np.int64), weight
 
 
 def random_tile(

@@ -44,12 +44,12 @@ def test_zero_displacement_is_the_identity(rng):
         )
         np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5)
         np.testing.assert_array_equal(target, classes[:, 4:44])
-        np.testing.assert_array_equal(weight, weights[:, 4:44])
+        np.testing.assert_allclose(weight, weights[:, 4:44], atol=1e-5)
     # a 40 x 40 tile from the 40 x 48 image, centred at column 23.5
     tile, _, _ = apply_transform(
         image, classes, weights, transform, input_size=40, output_size=40, config=AugmentConfig()
     )
-    np.testing.assert_array_equal(tile, image[:, :, 4:44])
+    np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5)
     assert not displacement_field(np.zeros((2, 3, 3)), 17).any()
 
 
@@ -61,9 +61,9 @@ def test_no_augmentation_is_the_centre_crop(rng):
         image, classes, weights, input_size=44, output_size=20, rng=rng, config=AugmentConfig.off()
     )
     # output region centred: rows 15..34, columns 20..39; input tile 12 px more on each side
-    np.testing.assert_array_equal(tile, image[:, 3:47, 8:52])
+    np.testing.assert_allclose(tile, image[:, 3:47, 8:52], atol=1e-5)
     np.testing.assert_array_equal(target, classes[15:35, 20:40])
-    np.testing.assert_array_equal(weight, weights[15:35, 20:40])
+    np.testing.assert_allclose(weight, weights[15:35, 20:40], atol=1e-5)
     assert tile.dtype == np.float32 and target.dtype == np.int64 and weight.dtype == np.float32
 
 
@@ -74,8 +74,29 @@ def test_mirroring_at_the_borders(rng):
         image, labels, image[0], input_size=50, output_size=50, rng=rng, config=AugmentConfig.off()
     )
     # numpy "reflect" = mirror without repeating the edge pixel (PAPER.md ambiguity 13)
-    np.testing.assert_array_equal(tile[0], np.pad(image[0], 10, mode="reflect"))
+    np.testing.assert_allclose(tile[0], np.pad(image[0], 10, mode="reflect"), atol=1e-5)
     np.testing.assert_array_equal(target, np.pad(labels, 10, mode="reflect"))
+
+
+def test_resampling_matches_scipy_map_coordinates(rng):
+    # an independent implementation of the same sampling: scipy, mode "mirror"
+    image = rng.random((2, 30, 41)).astype(np.float32)
+    labels = rng.integers(0, 4, (30, 41))
+    config = AugmentConfig(gray=False, elastic_sigma=6.0)
+    for _ in range(4):
+        transform = draw_transform((30, 41), output_size=36, rng=rng, config=config)
+        tile, target, weight = apply_transform(
+            image, labels, image[1], transform, input_size=60, output_size=36, config=config
+        )
+        coords = tile_coordinates(transform, 60)
+        for c in range(2):
+            expected = ndi.map_coordinates(image[c], coords, order=1, mode="mirror")
+            np.testing.assert_allclose(tile[c], expected, atol=2e-4)
+        inner = coords[:, 12:48, 12:48]
+        expected = ndi.map_coordinates(labels, inner, order=0, mode="mirror")
+        assert (target != expected).mean() < 1e-3  # rounding ties only
+        expected = ndi.map_coordinates(image[1], inner, order=1, mode="mirror")
+        np.testing.assert_allclose(weight, expected, atol=2e-4)
 
 
 def test_field_matches_elasticdeform(rng):
@@ -188,7 +209,7 @@ def test_rotation_by_90_degrees_and_flips(rng):
         image, labels, image[0], centred((32, 32), 32, flip=(True, False)), **base
     )
     np.testing.assert_array_equal(target, labels[::-1])
-    np.testing.assert_array_equal(tile[0], image[0, ::-1])
+    np.testing.assert_allclose(tile[0], image[0, ::-1], atol=1e-5)
 
 
 def test_tile_positions_keep_the_output_inside(rng):
