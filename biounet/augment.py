@@ -20,17 +20,18 @@ A training tile is made in one pass (:func:`random_tile`):
    compose it with the rotation, flips and shift into one source coordinate
    per tile pixel (:func:`tile_coordinates`);
 3. sample image, labels and weights at those coordinates with
-   ``scipy.ndimage.map_coordinates`` in ``mirror`` mode (reflection without
-   repeating the edge pixel): the image with linear (or cubic)
-   interpolation, the labels with nearest neighbour, the weights with
-   linear interpolation (the choices of the authors' 2019 Caffe layers).
-   Labels and weights are sampled only over the output region, which is the
-   centre crop of the input tile (388 of 572 for the paper's network);
+   ``torch.nn.functional.grid_sample``, mirrored at the image borders
+   (reflection about the edge pixels' centres, no repeated edge pixel): the
+   image with linear (or bicubic) interpolation, the labels with nearest
+   neighbour, the weights with linear interpolation (the choices of the
+   authors' 2019 Caffe layers). Labels and weights are sampled only over the
+   output region, the centre crop of the input tile (388 of 572 for the
+   paper's network);
 4. map the grey values through a random monotone piecewise-linear curve
    (PAPER.md ambiguity 9).
 
 Interpolating once is faster than chaining shift, rotation and elastic
-warps, and blurs less.
+warps, and blurs less. Nothing here touches a global random state.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class AugmentConfig:
         Range of the slope of both segments.
     image_order : {0, 1, 3}
         Interpolation of the image: 1 linear (default, as the authors'
-        2019 code), 3 cubic spline (about twice as slow).
+        2019 code), 3 bicubic (cubic convolution, a = -0.75; slower).
     weight_order : {0, 1}
         Interpolation of the weight map: 1 linear, 0 nearest.
     """

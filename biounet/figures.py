@@ -97,7 +97,7 @@ def weight_map_figure(
     axes[2].imshow(target)
     axes[2].set_title(f"c  target, separation borders in red ({int(borders.sum())} px)")
     shown = axes[3].imshow(wts, cmap="jet")
-    axes[3].set_title(f"d  weight map (max {float(weights.max()):.2f})")
+    axes[3].set_title(f"d  weight map (max {float(wts.max()):.2f})")
     fig.colorbar(shown, ax=axes[3], fraction=0.046, pad=0.02)
     for ax in axes:
         ax.set_xticks([])

@@ -147,6 +147,28 @@ def write_augment_grid(
     scaled with `normalization` (default: by its dtype, as training does by
     default), its weight map is computed over the whole set.
 
+    Parameters
+    ----------
+    images, labels : path
+        As :func:`biounet.data.load_pairs` (`labels` None: CTC layout).
+    figure : path
+        PNG to write.
+    input_size, output_size : int
+        Tile sizes of the network.
+    augment : AugmentConfig
+    weights : WeightMapConfig
+    n : int
+        Number of tiles (1-32).
+    seed : int
+        Seed of the random generator.
+    label_kind, foreground : str
+        As :func:`biounet.data.load_pairs`.
+    normalization : Normalization, optional
+    dpi : int
+        Resolution of the figure.
+    overwrite : bool
+        Replace an existing figure.
+
     Returns
     -------
     str
