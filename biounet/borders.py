@@ -217,12 +217,13 @@ def _row_two_nearest(
 
 def _two_nearest_squared(
     labels: np.ndarray, reach: float, pixels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Squared distances to the two nearest objects for `pixels` (flat indices).
 
-    Returns ``(pix, dsq1, dsq2)`` for the subset of `pixels` with
-    ``d1 <= reach / 2``; `dsq2` is exact where ``d1 + d2 <= reach`` and is
-    at least ``reach**2`` ("none") where no second object is within reach.
+    Returns ``(pix, dsq1, dsq2, cap2)`` for the subset `pix` of `pixels`
+    with ``d1 <= reach / 2``: `dsq1` exact; `dsq2` exact where it is below
+    `cap2`, i.e. where ``d1 + d2 <= reach``, and ``>= cap2`` ("nothing
+    within reach") elsewhere.
     """
     rows, cols = labels.shape
     max_dy = min(int(reach), rows - 1)
