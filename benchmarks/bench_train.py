@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     images, instances, source = load_data(args.isbi_dir, 6 if args.quick else 24)
     print(f"data: {source}, {len(images)} slice(s)")
     result: dict[str, object] = {"data": source, "quick": args.quick}
+    # one function per measurement, each returning its JSON keys (a step-time
+    # measurement adding "step_ratio" goes here the same way)
     result.update(bench_weightmap(instances, quick=args.quick))
     result.update(bench_augment(images, instances, quick=args.quick))
     result["seconds"] = round(time.perf_counter() - started, 1)
