@@ -1,84 +1,220 @@
-"""A small overlay PNG of a segmentation, for a quick look at a result."""
+"""What ``biounet weight-map`` and ``biounet augment`` do: check training data before a run.
+
+:func:`write_weight_maps` computes the targets and weight maps of a label
+image or stack, writes the maps as a float32 TIFF and, optionally, a figure
+like the paper's Fig. 3. :func:`write_augment_grid` draws augmented training
+tiles exactly as training will and shows them with their targets and
+weights, so that the settings can be checked before a long run.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from biounet.atomic import atomic_output
-from biounet.io import open_image
+from biounet.atomic import atomic_output, check_writable
+from biounet.augment import AugmentConfig, random_tile
+from biounet.data import Foreground, LabelKind, load_labels, load_pairs
+from biounet.errors import BiounetError
+from biounet.normalize import Normalization, normalize
+from biounet.weights import WeightMapConfig, weight_maps
 
-#: Longest side of the preview in pixels; larger images are subsampled.
-PREVIEW_SIZE = 1024
+__all__ = ["write_weight_maps", "write_augment_grid"]
 
-
-def _first_plane(path: Path, step: int) -> np.ndarray:
-    with open_image(path) as src:
-        h, w = src.height, src.width
-        block = (
-            src.read(0, slice(0, h), slice(0, w))
-            if step == 1
-            else np.stack(
-                [
-                    src.read(0, slice(y, y + 1), slice(0, w))[:, 0, ::step]
-                    for y in range(0, h, step)
-                ],
-                axis=1,
-            )
-        )
-    return block
+log = logging.getLogger(__name__)
 
 
-def render_preview(
-    image_path: str | Path, result_path: str | Path, png_path: str | Path, *, kind: str
-) -> Path:
-    """Write the first plane of an image with its result overlaid, as a PNG.
+def _check_figure_path(path: Path, overwrite: bool, dpi: int) -> Path:
+    if path.suffix.lower() != ".png":
+        raise BiounetError(f"{path}: the figure must be a .png file")
+    if not 20 <= dpi <= 600:
+        raise BiounetError(f"--dpi {dpi}: choose between 20 and 600")
+    return check_writable(path, overwrite=overwrite)
+
+
+def write_weight_maps(
+    labels: str | Path,
+    output: str | Path,
+    *,
+    config: WeightMapConfig,
+    label_kind: LabelKind = "binary",
+    foreground: Foreground = "high",
+    image: str | Path | None = None,
+    figure: str | Path | None = None,
+    plane: int = 0,
+    crop: tuple[slice, slice] | None = None,
+    dpi: int = 80,
+    overwrite: bool = False,
+) -> str:
+    """Weight maps of a label image or stack as a float32 TIFF, plus an optional figure.
 
     Parameters
     ----------
-    image_path : path of the input TIFF
-    result_path : path of the result TIFF (labels, mask or probabilities)
-    png_path : destination
-    kind : {'labels', 'mask', 'probabilities'}
+    labels : path
+        A label image or a stack of label planes (TIFF or PNG).
+    output : path
+        TIFF to write: one float32 plane per label plane, shape (M, N) or
+        (Z, M, N). The class weights are balanced over all planes.
+    config : WeightMapConfig
+    label_kind, foreground : str
+        As :func:`biounet.data.load_pairs`.
+    image : path, optional
+        The matching image or stack, shown in the figure.
+    figure : path, optional
+        PNG to write for plane `plane` (cf. the paper's Fig. 3).
+    plane : int
+        Which plane the figure shows.
+    crop : tuple of slice, optional
+        Region the figure shows.
+    dpi : int
+        Resolution of the figure.
+    overwrite : bool
+        Replace existing output files.
 
     Returns
     -------
-    Path of the written PNG.
+    str
+        A one-line summary.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from skimage.color import label2rgb
-    from skimage.segmentation import find_boundaries
-
-    with open_image(image_path) as src:
-        step = max(1, -(-max(src.height, src.width) // PREVIEW_SIZE))
-    image = _first_plane(Path(image_path), step)[0].astype(np.float64)
-    lo, hi = np.percentile(image, (0.5, 99.5))
-    grey = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
-    result = _first_plane(Path(result_path), step)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), constrained_layout=True)
-    axes[0].imshow(grey, cmap="gray")
-    axes[0].set_title(Path(image_path).name)
-    if kind == "labels":
-        lab = result[0].astype(np.int64)
-        overlay = label2rgb(lab, grey, alpha=0.35, bg_label=0)
-        overlay[find_boundaries(lab, mode="inner")] = (1.0, 1.0, 0.0)
-        axes[1].imshow(overlay)
-        axes[1].set_title(f"{Path(result_path).name}: {len(np.unique(lab)) - 1} objects")
+    output = Path(output)
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise BiounetError(f"{output}: the weight map is written as TIFF (.tif)")
+    check_writable(output, overwrite=overwrite)
+    if figure is not None:
+        figure = _check_figure_path(Path(figure), overwrite, dpi)
+    if image is not None:
+        samples = load_pairs(image, labels, label_kind=label_kind, foreground=foreground)
+        names = [s.name for s in samples]
+        instances = [s.instances for s in samples]
     else:
-        axes[1].imshow(grey, cmap="gray")
-        values = result[-1] if result.shape[0] > 1 else result[0]
-        im = axes[1].imshow(values, cmap="magma", alpha=0.6)
-        fig.colorbar(im, ax=axes[1], shrink=0.8)
-        axes[1].set_title(Path(result_path).name)
-    for ax in axes:
-        ax.set_axis_off()
-    if step > 1:
-        fig.suptitle(f"every {step}th pixel shown", fontsize=9)
-    with atomic_output(png_path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(png_path)
+        named = load_labels(labels, label_kind=label_kind, foreground=foreground)
+        names = [name for name, _ in named]
+        instances = [inst for _, inst in named]
+    if len({inst.shape for inst in instances}) > 1:
+        raise BiounetError(f"{labels}: label images differ in size; give them one at a time")
+    if not 0 <= plane < len(instances):
+        raise BiounetError(f"--plane {plane}: {labels} has {len(instances)} plane(s)")
+    targets = weight_maps(instances, config)
+    stack = np.stack([t.weights for t in targets])
+    import tifffile
+
+    with atomic_output(output, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, stack[0] if len(targets) == 1 else stack, photometric="minisblack")
+    if figure is not None:
+        from biounet.figures import weight_map_figure
+
+        chosen = targets[plane]
+        weight_map_figure(
+            figure,
+            instances[plane],
+            chosen.classes,
+            chosen.weights,
+            image=samples[plane].image if image is not None else None,
+            crop=crop,
+            dpi=dpi,
+            title=f"{names[plane]}: w0 = {config.w0:g}, sigma = {config.sigma:g} px, "
+            f"w_c = ({chosen.class_weights[0]:.3f}, {chosen.class_weights[1]:.3f})",
+        )
+    cw = targets[0].class_weights
+    return (
+        f"{output}: {len(targets)} weight map(s), class weights background {cw[0]:.3f}, "
+        f"objects {cw[1]:.3f}, max weight {float(stack.max()):.2f}"
+    )
+
+
+def write_augment_grid(
+    images: str | Path,
+    labels: str | Path | None,
+    figure: str | Path,
+    *,
+    input_size: int,
+    output_size: int,
+    augment: AugmentConfig,
+    weights: WeightMapConfig,
+    n: int = 8,
+    seed: int = 0,
+    label_kind: LabelKind = "binary",
+    foreground: Foreground = "high",
+    normalization: Normalization | None = None,
+    dpi: int = 60,
+    overwrite: bool = False,
+) -> str:
+    """Draw `n` augmented training tiles as training would and write them as a grid.
+
+    Each tile comes from a training image chosen at random; the image is
+    scaled with `normalization` (default: by its dtype, as training does by
+    default), its weight map is computed over the whole set.
+
+    Parameters
+    ----------
+    images, labels : path
+        As :func:`biounet.data.load_pairs` (`labels` None: CTC layout).
+    figure : path
+        PNG to write.
+    input_size, output_size : int
+        Tile sizes of the network.
+    augment : AugmentConfig
+    weights : WeightMapConfig
+    n : int
+        Number of tiles (1-32).
+    seed : int
+        Seed of the random generator.
+    label_kind, foreground : str
+        As :func:`biounet.data.load_pairs`.
+    normalization : Normalization, optional
+    dpi : int
+        Resolution of the figure.
+    overwrite : bool
+        Replace an existing figure.
+
+    Returns
+    -------
+    str
+        A one-line summary.
+    """
+    figure = _check_figure_path(Path(figure), overwrite, dpi)
+    if not 1 <= n <= 32:
+        raise BiounetError(f"--n {n}: choose between 1 and 32 samples")
+    samples = load_pairs(images, labels, label_kind=label_kind, foreground=foreground)
+    targets = weight_maps([s.instances for s in samples], weights)
+    norm = Normalization() if normalization is None else normalization
+    scaled = [normalize(s.image, norm) for s in samples]
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for _ in range(n):
+        k = int(rng.integers(len(samples)))
+        tiles.append(
+            random_tile(
+                scaled[k],
+                targets[k].classes,
+                targets[k].weights,
+                input_size=input_size,
+                output_size=output_size,
+                rng=rng,
+                config=augment,
+            )
+        )
+    from biounet.figures import augment_figure
+
+    parts = []
+    if augment.elastic:
+        parts.append(
+            f"elastic {augment.elastic_grid}x{augment.elastic_grid}, "
+            f"sigma {augment.elastic_sigma:g} px"
+        )
+    if augment.rotation:
+        parts.append(f"rotation +-{augment.rotation:g} deg")
+    if augment.flip:
+        parts.append("flips")
+    if augment.gray:
+        parts.append("grey values")
+    augment_figure(
+        figure,
+        tiles,
+        dpi=dpi,
+        title=f"{n} tiles {input_size} -> {output_size} from {len(samples)} image(s), "
+        f"seed {seed}: " + (", ".join(parts) or "no augmentation"),
+    )
+    return f"{figure}: {n} augmented tiles of {input_size} px (output {output_size} px)"

@@ -283,10 +283,10 @@ def command(
                 raise BiounetError(f"{source}: {exc}") from None
             click.echo(summary.line())
             if preview:
-                from biounet.preview import render_preview
+                from biounet.overlay import render_overlay
 
                 png = target.with_suffix(".png")
-                render_preview(source, target, png, kind=kind)
+                render_overlay(source, target, png, kind=kind)
                 click.echo(f"preview: {png}")
     finally:
         if client is not None:

@@ -1,0 +1,176 @@
+"""Benchmark of the training data pipeline: weight maps and augmentation.
+
+    python benchmarks/bench_train.py [--quick] [--isbi-dir ../shared/data/isbi2012]
+
+Measurements (one function each; `main` assembles the JSON):
+
+* ``bench_weightmap``: the target and weight map (Eq. 2) of one 512x512 ISBI
+  slice, fast (:func:`biounet.weights.weight_map`) vs the direct way (one
+  full-image distance transform per object), their ratio, and the largest
+  difference of the float32 weight maps.
+* ``bench_augment``: one augmented 572 -> 388 training tile
+  (:func:`biounet.augment.random_tile`): elastic deformation only, and the full
+  augmentation (elastic, rotation, flips, shift, grey values), with linear and
+  cubic image interpolation; for reference, ``elasticdeform.deform_grid`` on
+  the same three arrays.
+
+Times are medians of wall-clock times (``*_ms``); the CPU time of the process
+(``*_cpu_ms``) is printed as well, since the machine may be shared. Without
+the ISBI data, synthetic touching cells of the same size are used. The last
+output line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median wall-clock and CPU milliseconds of `repeat` calls (after one warm-up call)."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3
+
+
+def load_data(isbi_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """`n` slices as (images scaled to [0, 1], instance images, description)."""
+    from biounet.data import load_pairs
+
+    volume, labels = isbi_dir / "train-volume.tif", isbi_dir / "train-labels.tif"
+    if volume.is_file() and labels.is_file():
+        samples = load_pairs(volume, labels)[:n]
+        images = [s.image.astype(np.float32) / 255 for s in samples]
+        return images, [s.instances for s in samples], f"ISBI 2012 ({isbi_dir})"
+    from biounet.borders import separate_instances
+    from biounet.synthetic import touching_cells
+
+    rng = np.random.default_rng(0)
+    images, instances = [], []
+    for _ in range(n):  # densely packed cells, like EM: ~130 regions per slice
+        image, cells = touching_cells((512, 512), n_cells=160, radius=(30, 60), rng=rng)
+        images.append(image[None].astype(np.float32) / 255)
+        instances.append(separate_instances(cells))
+    return images, instances, "synthetic touching cells (ISBI data not found)"
+
+
+def bench_weightmap(instances: list[np.ndarray], *, quick: bool) -> dict[str, float]:
+    """Weight map of one slice: fast vs the direct way (same slices, same parameters)."""
+    from biounet.borders import _border_weight_naive, separate_instances
+    from biounet.weights import weight_map
+
+    def naive(inst: np.ndarray) -> np.ndarray:
+        objects = separate_instances(inst)
+        border = _border_weight_naive(objects).astype(np.float32)
+        return np.float32(1.0) + border
+
+    repeat = 3 if quick else 5
+    fast = [timed(lambda inst=inst: weight_map(inst), repeat) for inst in instances]
+    n_naive = 1 if quick else 3
+    slow = [timed(lambda inst=inst: naive(inst), 1) for inst in instances[:n_naive]]
+    diff = max(
+        float(np.abs(weight_map(inst).weights - naive(inst)).max()) for inst in instances[:n_naive]
+    )
+    fast_ms = statistics.median(w for w, _ in fast)
+    fast_same = statistics.median(w for w, _ in fast[:n_naive])
+    naive_ms = statistics.median(w for w, _ in slow)
+    regions = statistics.median(int(len(np.unique(i)) - 1) for i in instances)
+    print(f"weight map, {len(instances)} slice(s) of {instances[0].shape}, ~{regions:.0f} regions")
+    print(f"  fast : {fast_ms:8.1f} ms/slice (CPU {statistics.median(c for _, c in fast):.1f} ms)")
+    print(f"  naive: {naive_ms:8.1f} ms/slice on {n_naive} slice(s)")
+    print(f"  speedup {naive_ms / fast_same:.0f}x, max |fast - naive| = {diff:.3g}")
+    return {
+        "weightmap_ms": round(fast_ms, 2),
+        "weightmap_cpu_ms": round(statistics.median(c for _, c in fast), 2),
+        "weightmap_naive_ms": round(naive_ms, 1),
+        "weightmap_speedup": round(naive_ms / fast_same, 1),
+        "weightmap_max_abs_diff": diff,
+    }
+
+
+def bench_augment(
+    images: list[np.ndarray], instances: list[np.ndarray], *, quick: bool
+) -> dict[str, float]:
+    """One augmented 572 -> 388 tile, elastic only and fully augmented."""
+    from biounet.augment import AugmentConfig, random_tile
+    from biounet.weights import weight_maps
+
+    targets = weight_maps(instances)
+    rng = np.random.default_rng(0)
+    repeat = 15 if quick else 60
+
+    def tile(config: AugmentConfig) -> Callable[[], object]:
+        def one() -> object:
+            k = int(rng.integers(len(images)))
+            t = targets[k]
+            return random_tile(
+                images[k], t.classes, t.weights, input_size=572, output_size=388, rng=rng,
+                config=config,
+            )  # fmt: skip
+
+        return one
+
+    elastic_only = AugmentConfig(rotation=0.0, flip=False, gray=False)
+    results = {
+        "elastic": timed(tile(elastic_only), repeat),
+        "augment": timed(tile(AugmentConfig()), repeat),
+        "augment_cubic": timed(tile(AugmentConfig(image_order=3)), repeat),
+    }
+    try:
+        import elasticdeform
+
+        image = np.pad(images[0][0], 30, mode="reflect")
+        arrays = [image, image.copy(), (image > 0.5).astype(np.uint8)]
+
+        def reference() -> object:
+            control = rng.normal(0, 10, (2, 3, 3))
+            return elasticdeform.deform_grid(
+                arrays, control, order=[1, 1, 0], mode="mirror", rotate=float(rng.uniform(0, 360))
+            )
+
+        results["elasticdeform"] = timed(reference, repeat)
+    except ImportError:
+        pass
+    print("augmentation, one 572 -> 388 tile (image, target, weights)")
+    for name, (wall, cpu) in results.items():
+        print(f"  {name:14s} {wall:7.1f} ms (CPU {cpu:.1f} ms)")
+    out = {f"{name}_ms": round(wall, 2) for name, (wall, _) in results.items()}
+    out.update({f"{name}_cpu_ms": round(cpu, 2) for name, (_, cpu) in results.items()})
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
+    parser.add_argument("--isbi-dir", type=Path, default=DEFAULT_ISBI)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    images, instances, source = load_data(args.isbi_dir, 6 if args.quick else 24)
+    print(f"data: {source}, {len(images)} slice(s)")
+    result: dict[str, object] = {"data": source, "quick": args.quick}
+    # one function per measurement, each returning its JSON keys (a step-time
+    # measurement adding "step_ratio" goes here the same way)
+    result.update(bench_weightmap(instances, quick=args.quick))
+    result.update(bench_augment(images, instances, quick=args.quick))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,123 @@
+"""``biounet weight-map``: the loss weight map of Eq. 2 for a label image or stack."""
+
+from __future__ import annotations
+
+import click
+
+from biounet.errors import BiounetError
+
+LABEL_KIND = click.Choice(["binary", "instance"])
+FOREGROUND = click.Choice(["high", "low"])
+
+
+def parse_class_weights(text: str, option: str = "--class-weights"):
+    """'balanced', 'none' or 'BG,FG' -> the WeightMapConfig value."""
+    if text in ("balanced", "none"):
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or min(values) < 0:
+        raise BiounetError(
+            f"{option} {text}: use 'balanced', 'none' or two weights 'BACKGROUND,OBJECTS'"
+        )
+    return values
+
+
+def parse_crop(text: str | None):
+    """'R0:R1,C0:C1' -> (slice, slice)."""
+    if text is None:
+        return None
+    try:
+        rows, cols = (tuple(int(v) for v in part.split(":")) for part in text.split(","))
+        if len(rows) != 2 or len(cols) != 2:
+            raise ValueError
+    except ValueError:
+        raise BiounetError(f"--crop {text}: use ROW0:ROW1,COL0:COL1, e.g. 0:256,0:256") from None
+    return slice(*rows), slice(*cols)
+
+
+@click.command("weight-map")
+@click.argument("labels", type=click.Path(path_type=str))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=str), help="TIFF to write."
+)
+@click.option("--png", "figure", type=click.Path(path_type=str), help="Also write a figure.")
+@click.option("--image", type=click.Path(path_type=str), help="Image(s) shown in the figure.")
+@click.option("--plane", type=int, default=0, show_default=True, help="Plane the figure shows.")
+@click.option("--crop", help="Region the figure shows, ROW0:ROW1,COL0:COL1.")
+@click.option("--w0", type=float, default=10.0, show_default=True, help="Border weight w0.")
+@click.option("--sigma", type=float, default=5.0, show_default=True, help="Border width, px.")
+@click.option(
+    "--class-weights",
+    default="balanced",
+    show_default=True,
+    help="balanced (inverse frequency), none, or BACKGROUND,OBJECTS.",
+)
+@click.option(
+    "--separate/--no-separate",
+    default=True,
+    show_default=True,
+    help="Cut 1-px gaps between touching objects.",
+)
+@click.option("--label-kind", type=LABEL_KIND, default="binary", show_default=True)
+@click.option(
+    "--foreground",
+    type=FOREGROUND,
+    default="high",
+    show_default=True,
+    help="Binary masks: objects are the high (ISBI) or the low value.",
+)
+@click.option("--dpi", type=int, default=80, show_default=True, help="Figure resolution.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+def command(
+    labels: str,
+    output: str,
+    figure: str | None,
+    image: str | None,
+    plane: int,
+    crop: str | None,
+    w0: float,
+    sigma: float,
+    class_weights: str,
+    separate: bool,
+    label_kind: str,
+    foreground: str,
+    dpi: int,
+    overwrite: bool,
+) -> None:
+    """Write the weight map w = w_c + w0 exp(-(d1 + d2)^2 / 2 sigma^2) of LABELS.
+
+    LABELS is a label image or stack (binary masks or instance labels).
+    The class weights are balanced over all its planes.
+
+    \b
+    Example:
+      biounet weight-map train-labels.tif -o weights.tif \\
+          --image train-volume.tif --png weights.png
+    """
+    from biounet.preview import write_weight_maps
+    from biounet.weights import WeightMapConfig
+
+    try:
+        config = WeightMapConfig(
+            w0=w0, sigma=sigma, class_weights=parse_class_weights(class_weights), separate=separate
+        )
+    except ValueError as exc:
+        raise BiounetError(str(exc)) from None
+    click.echo(
+        write_weight_maps(
+            labels,
+            output,
+            config=config,
+            label_kind=label_kind,
+            foreground=foreground,
+            image=image,
+            figure=figure,
+            plane=plane,
+            crop=parse_crop(crop),
+            dpi=dpi,
+            overwrite=overwrite,
+        )
+    )
