@@ -1,0 +1,198 @@
+"""``biounet train``: train a U-Net as in the paper, resumable, on CUDA or the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from biounet.errors import BiounetError
+
+
+@click.command("train")
+@click.option(
+    "--images",
+    help="Training images: a TIFF stack, an image, or a folder "
+    "(Cell Tracking Challenge: the sequence folder, e.g. 01/).",
+)
+@click.option(
+    "--labels",
+    help="Matching labels (stack, image or folder); leave out for "
+    "the CTC layout (01_GT/SEG is found next to 01/).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Run folder for config.yaml, checkpoints, metrics.jsonl and training.png.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    help="Continue the run in this folder from its latest checkpoint.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML file with training options (see docs/training.md); command-line "
+    "options override it.",
+)
+@click.option("--val-images", help="Held-out validation images.")
+@click.option("--val-labels", help="Their labels.")
+@click.option("--val-count", type=int, help="Without --val-images: hold out the last N pairs.")
+@click.option(
+    "--label-kind",
+    type=click.Choice(["binary", "instance"]),
+    help="binary masks (objects = 4-connected components) or instance labels.",
+)
+@click.option(
+    "--foreground",
+    type=click.Choice(["high", "low"]),
+    help="Which value of a binary mask marks objects (ISBI: high, 255 = cell).",
+)
+@click.option("--features", type=int, help="Channels of the first level [64].")
+@click.option("--depth", type=int, help="Poolings [4].")
+@click.option("--padding", type=click.Choice(["valid", "same"]), help="[valid]")
+@click.option("--flavour", type=click.Choice(["paper", "release"]), help="[paper]")
+@click.option("--input-size", type=int, help="Input tile per sample [572].")
+@click.option("--batch-size", type=int, help="Tiles per step [1].")
+@click.option("--iterations", type=int, help="Total steps (also extends a resumed run).")
+@click.option("--lr", type=float, help="SGD learning rate.")
+@click.option("--momentum", type=float, help="SGD momentum [0.99].")
+@click.option("--w0", type=float, help="Border weight of Eq. 2 [10]; 0 switches it off.")
+@click.option("--sigma", type=float, help="Border width of Eq. 2 in px [5].")
+@click.option("--elastic/--no-elastic", default=None, help="Elastic deformation [on].")
+@click.option("--val-every", type=int, help="Validate every N steps.")
+@click.option("--checkpoint-every", type=int, help="Write latest.pt every N steps.")
+@click.option("--seed", type=int, help="Seed of samples, initial weights and dropout [0].")
+@click.option("--workers", type=int, help="DataLoader worker processes [1].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision on CUDA only.",
+)
+@click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def command(
+    images,
+    labels,
+    out,
+    resume,
+    config_path,
+    val_images,
+    val_labels,
+    val_count,
+    label_kind,
+    foreground,
+    features,
+    depth,
+    padding,
+    flavour,
+    input_size,
+    batch_size,
+    iterations,
+    lr,
+    momentum,
+    w0,
+    sigma,
+    elastic,
+    val_every,
+    checkpoint_every,
+    seed,
+    workers,
+    device,
+    precision,
+    overwrite,
+    progress,
+) -> None:
+    """Train a U-Net on labelled images (Ronneberger et al. 2015, Sec. 3).
+
+    Weighted cross-entropy with the border weight map (Eq. 2), elastic
+    deformation, shift, rotation and grey-value augmentation, SGD with
+    momentum 0.99, one large tile per step. Writes RUN/config.yaml,
+    RUN/latest.pt, RUN/best.pt (lowest validation Rand error),
+    RUN/metrics.jsonl and RUN/training.png; an interrupted run continues
+    with --resume RUN.
+
+    \b
+    Examples:
+      biounet train --images train-volume.tif --labels train-labels.tif \\
+          --val-count 4 --out runs/isbi --features 16 --iterations 5000
+      biounet train --resume runs/isbi --iterations 8000
+      torchrun --nproc-per-node 2 -m biounet train --config run.yaml --out runs/ddp
+    """
+    from biounet import ddp
+    from biounet.config import apply_overrides, load_config
+    from biounet.device import make_runtime
+    from biounet.train import CONFIG_NAME, prepare_run, train
+
+    if (out is None) == (resume is None):
+        raise BiounetError("give either --out RUN_DIR for a new run or --resume RUN_DIR")
+    run_dir = resume or out
+    if resume is not None:
+        config = load_config(resume / CONFIG_NAME)
+    else:
+        from biounet.config import TrainConfig
+
+        config = load_config(config_path) if config_path else TrainConfig()
+    try:
+        config = apply_overrides(
+            config,
+            top={
+                "input_size": input_size,
+                "batch_size": batch_size,
+                "iterations": iterations,
+                "lr": lr,
+                "momentum": momentum,
+                "val_every": val_every,
+                "checkpoint_every": checkpoint_every,
+                "seed": seed,
+                "workers": workers,
+            },
+            model={"features": features, "depth": depth, "padding": padding, "flavour": flavour},
+            data={
+                "images": images,
+                "labels": labels,
+                "val_images": val_images,
+                "val_labels": val_labels,
+                "val_count": val_count,
+                "label_kind": label_kind,
+                "foreground": foreground,
+            },
+            weights={"w0": w0, "sigma": sigma},
+            augment={"elastic": elastic},
+        )
+    except (TypeError, ValueError) as exc:
+        raise BiounetError(str(exc)) from None
+    runtime = ddp.setup(make_runtime(device, precision))
+    try:
+        if ddp.rank() == 0:
+            if resume is None:
+                prepare_run(config, run_dir, overwrite=overwrite)
+            elif iterations is not None:
+                prepare_run(config, run_dir, overwrite=True)  # record the new total
+        if ddp.world_size() > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        summary = train(
+            config, run_dir, runtime=runtime, resume=resume is not None, progress=progress
+        )
+    finally:
+        ddp.teardown()
+    if ddp.rank() == 0:
+        best = summary.best
+        best_text = (
+            f"; best validation Rand error {best['val_rand_error']:.4f}, pixel error "
+            f"{best['val_pixel_error']:.4f} at step {best['step']}"
+            if best
+            else ""
+        )
+        click.echo(
+            f"{run_dir}: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
+            f"last loss {summary.last_loss:.4f}{best_text}"
+        )

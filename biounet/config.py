@@ -1,0 +1,205 @@
+"""The configuration of a training run: one frozen dataclass, saved as YAML and in checkpoints.
+
+Everything a run depends on is a value here (the paper leaves the learning
+rate, the iterations, weight decay and the normalisation open: PAPER.md
+item 21), so a run is reproduced from its ``config.yaml`` alone. Nested
+sections reuse the library's own configs: ``model`` (:class:`UNetConfig`),
+``normalization``, ``weights`` (:class:`WeightMapConfig`) and ``augment``
+(:class:`AugmentConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from biounet.augment import AugmentConfig
+from biounet.errors import BiounetError
+from biounet.model import UNetConfig
+from biounet.normalize import Normalization
+from biounet.weights import WeightMapConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training and validation pairs come from.
+
+    Parameters
+    ----------
+    images, labels : str
+        Training images and labels (stack, file or folder; see
+        :func:`biounet.data.load_pairs`). ``labels`` may be empty for the
+        Cell Tracking Challenge layout.
+    val_images, val_labels : str, optional
+        Held-out validation pairs.
+    val_count : int
+        Without `val_images`: hold out the last `val_count` training pairs.
+    label_kind : {'binary', 'instance'}
+    foreground : {'high', 'low'}
+        Which value of a binary mask marks objects (ISBI: high, 255 = cell).
+    """
+
+    images: str = ""
+    labels: str | None = None
+    val_images: str | None = None
+    val_labels: str | None = None
+    val_count: int = 0
+    label_kind: str = "binary"
+    foreground: str = "high"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run (Ronneberger et al. 2015, Sec. 3).
+
+    Parameters
+    ----------
+    model, normalization, weights, augment, data
+        Nested configurations.
+    input_size : int
+        Network input tile per sample (572 in the paper); must be valid.
+    batch_size : int
+        Tiles per step ("we favor large input tiles over a large batch size
+        and hence reduce the batch to a single image").
+    iterations : int
+        Optimiser steps.
+    lr : float
+        SGD learning rate (not given in the paper; see docs/training.md).
+    momentum : float
+        0.99 in the paper.
+    weight_decay : float
+    val_every, checkpoint_every, log_every : int
+        In steps.
+    seed : int
+        Seeds the sample sequence, the initial weights and dropout.
+    workers : int
+        DataLoader worker processes preparing tiles while the network runs.
+    """
+
+    model: UNetConfig = field(default_factory=UNetConfig)
+    normalization: Normalization = field(default_factory=Normalization)
+    weights: WeightMapConfig = field(default_factory=WeightMapConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    input_size: int = 572
+    batch_size: int = 1
+    iterations: int = 10000
+    lr: float = 0.05
+    momentum: float = 0.99
+    weight_decay: float = 0.0
+    val_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "iterations", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError("need lr > 0, 0 <= momentum < 1 and weight_decay >= 0")
+        self.model.output_size(self.input_size)  # raises, naming the nearest valid sizes
+
+    @property
+    def output_size(self) -> int:
+        """Output region of one tile (388 for 572)."""
+        return self.model.output_size(self.input_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested values (for YAML and checkpoints)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("model", "normalization", "data"):
+            out[name] = asdict(out[name])
+        out["weights"] = self.weights.to_dict()
+        out["augment"] = self.augment.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from nested plain values; unknown keys are errors."""
+        values = dict(values)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        nested = {
+            "model": UNetConfig.from_dict,
+            "normalization": _plain(Normalization),
+            "weights": WeightMapConfig.from_dict,
+            "augment": AugmentConfig.from_dict,
+            "data": _plain(DataConfig),
+        }
+        for name, build in nested.items():
+            if name in values:
+                values[name] = build(values[name] or {})
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> TrainConfig:
+        """A copy with top-level values replaced (``None`` leaves a value as it is)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _plain(cls: type) -> Any:
+    def build(values: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    return build
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a training config from YAML; missing values take their defaults.
+
+    Raises
+    ------
+    BiounetError
+        If the file is missing, is not YAML, or holds unknown or invalid values.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BiounetError(f"{path}: cannot read the config ({exc})") from None
+    if not isinstance(values, dict):
+        raise BiounetError(f"{path}: a config must be a mapping of options")
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise BiounetError(f"{path}: {exc}") from None
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The config as YAML text."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def apply_overrides(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:
+    """Replace values section by section; ``None`` values are left as they are.
+
+    Examples
+    --------
+    >>> cfg = apply_overrides(TrainConfig(), top={"lr": 0.1}, model={"features": 16})
+    >>> cfg.lr, cfg.model.features, cfg.model.depth
+    (0.1, 16, 4)
+    """
+    changes: dict[str, Any] = {}
+    for name, values in sections.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            continue
+        if name == "top":
+            changes.update(values)
+        else:
+            changes[name] = replace(getattr(config, name), **values)
+    return replace(config, **changes)

@@ -1,0 +1,359 @@
+"""Training as in the paper (Ronneberger et al. 2015, Sec. 3).
+
+"The input images and their corresponding segmentation maps are used to
+train the network with the stochastic gradient descent implementation of
+Caffe. [...] we favor large input tiles over a large batch size and hence
+reduce the batch to a single image. Accordingly we use a high momentum
+(0.99)". The loss is the weighted cross-entropy of Eq. 1 with the weight
+map of Eq. 2, over the valid output region of each tile.
+
+:func:`train` is a plain loop (load, precompute weight maps, sample
+augmented tiles, step, validate, checkpoint). Sample ``g`` of a run is a
+pure function of ``(seed, g)``, whichever process draws it, so a resumed run
+continues exactly where it stopped, DataLoader workers change nothing, and
+``N`` ranks of DistributedDataParallel with batch ``b`` equal one process
+with batch ``N * b``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from biounet import ddp
+from biounet.atomic import check_writable
+from biounet.checkpoint import load_checkpoint, save_checkpoint
+from biounet.config import TrainConfig, dump_config
+from biounet.data import Sample, load_pairs
+from biounet.device import Runtime
+from biounet.errors import BiounetError
+from biounet.losses import weighted_cross_entropy
+from biounet.model import UNet
+from biounet.normalize import normalize
+from biounet.runlog import append_log, plot_log, truncate_log
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.yaml"
+LATEST = "latest.pt"
+BEST = "best.pt"
+
+
+class TileDataset(torch.utils.data.Dataset):
+    """Augmented training tiles; item ``g`` is drawn with ``default_rng([seed, g])``.
+
+    Parameters
+    ----------
+    images : list of ndarray of shape (C, M, N), float32
+        Normalised training images.
+    targets : list of biounet.weights.Target
+        Their classes and weight maps.
+    config : TrainConfig
+    """
+
+    def __init__(self, images: list[np.ndarray], targets: list[Any], config: TrainConfig):
+        self.images, self.targets, self.config = images, targets, config
+        areas = np.array([t.classes.size for t in targets], dtype=np.float64)
+        self.p = areas / areas.sum()  # every pixel equally likely to be in a tile
+
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from biounet.augment import random_tile
+
+        rng = np.random.default_rng([self.config.seed, g])
+        k = int(rng.choice(len(self.images), p=self.p))
+        t = self.targets[k]
+        x, y, w = random_tile(
+            self.images[k],
+            t.classes,
+            t.weights,
+            input_size=self.config.input_size,
+            output_size=self.config.output_size,
+            rng=rng,
+            config=self.config.augment,
+        )
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
+
+
+class _Indices(torch.utils.data.Sampler):
+    """Global sample indices of this rank from `start` step on (see :mod:`biounet.ddp`)."""
+
+    def __init__(self, start: int, stop: int, batch: int, rank: int, world: int) -> None:
+        self.start, self.stop, self.batch, self.rank, self.world = start, stop, batch, rank, world
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            first = (step * self.world + self.rank) * self.batch
+            yield from range(first, first + self.batch)
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) * self.batch
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a call of :func:`train` did."""
+
+    run_dir: Path
+    steps: int
+    seconds: float
+    last_loss: float
+    best: dict[str, float]
+
+
+def _split(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    d = config.data
+    if not d.images:
+        raise BiounetError("no training images given (--images)")
+    samples = load_pairs(
+        d.images, d.labels or None, label_kind=d.label_kind, foreground=d.foreground
+    )
+    if d.val_images:
+        val = load_pairs(
+            d.val_images, d.val_labels or None, label_kind=d.label_kind, foreground=d.foreground
+        )
+        return samples, val
+    if d.val_count >= len(samples):
+        raise BiounetError(f"{d.images}: {len(samples)} pairs, cannot hold out {d.val_count}")
+    cut = len(samples) - d.val_count
+    return samples[:cut], samples[cut:]
+
+
+def validate(
+    model: UNet, images: list[np.ndarray], truth: list[np.ndarray], runtime: Runtime
+) -> dict[str, float]:
+    """Pixel error and foreground-restricted Rand error on whole held-out images.
+
+    Parameters
+    ----------
+    model : UNet
+    images : list of ndarray of shape (C, M, N)
+        Held-out images as stored (the model normalises them).
+    truth : list of ndarray of shape (M, N), uint8
+        Their object masks after separation (1-px gaps between touching
+        objects), so that the 4-connected cells of the mask are the objects.
+
+    Images of one size are scored as one stack (TP/FP/FN summed over
+    slices, as the ISBI scripts do); with mixed sizes, per image and averaged.
+    runtime : Runtime
+    """
+    from biounet.metrics import pixel_error, rand_error
+    from biounet.predict import predict
+
+    model.eval()
+    probs = []
+    for image in images:
+        p = predict(image, model, axes="CYX", runtime=runtime)[0]
+        probs.append(p[1] if p.shape[0] == 2 else 1 - p[0])
+    if len({p.shape for p in probs}) == 1:
+        pairs = [(np.stack(probs), np.stack(truth))]
+    else:
+        pairs = list(zip(probs, truth, strict=True))
+    return {
+        "val_pixel_error": float(
+            np.mean([pixel_error(p, t, kind="probability").best for p, t in pairs])
+        ),
+        "val_rand_error": float(
+            np.mean([rand_error(p, t, kind="probability").best for p, t in pairs])
+        ),
+    }
+
+
+def _train_state(
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    best: dict[str, float],
+    config: TrainConfig,
+    scaler: Any,
+) -> dict[str, Any]:
+    return {
+        "train_state": {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "best": best,
+            "config": config.to_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+        }
+    }
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) -> None:
+    """Create a new run folder holding ``config.yaml``."""
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise BiounetError(
+            f"{run_dir}: folder is not empty (resume with --resume {run_dir}, "
+            "or choose another --out)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = check_writable(run_dir / CONFIG_NAME, overwrite=True)
+    path.write_text(dump_config(config))
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    runtime: Runtime,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> TrainSummary:
+    """Train a U-Net; write checkpoints, the metrics log and plots to `run_dir`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    run_dir : path
+        Created by :func:`prepare_run` (or an existing run when resuming).
+    runtime : Runtime
+        Device and precision.
+    resume : bool
+        Continue from ``run_dir/latest.pt``.
+    progress : bool
+        Show a progress bar with the loss and iterations per second.
+    stop_after : int, optional
+        Stop after this many steps of this call (the run stays resumable).
+
+    Returns
+    -------
+    TrainSummary
+    """
+    run_dir = Path(run_dir)
+    rank, world = ddp.rank(), ddp.world_size()
+    main = rank == 0
+    train_set, val_set = _split(config)
+    targets = _targets(config, train_set, run_dir)
+    val_images = [s.image for s in val_set]
+    val_truth = [t.classes for t in _targets(config, val_set, run_dir)] if val_set else []
+    images = [normalize(s.image, config.normalization) for s in train_set]
+    torch.manual_seed(config.seed)
+    model = UNet(config.model, config.normalization)
+    start, best = 0, {}
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scaler = torch.amp.GradScaler("cuda") if runtime.amp_dtype == torch.float16 else None
+    if resume:
+        start, best = _restore(run_dir, model, optimizer, scaler)
+        if main:
+            truncate_log(run_dir, start)
+    model = runtime.prepare(model)
+    _move_optimizer_state(optimizer, runtime.device)
+    net = ddp.wrap(model, runtime) if world > 1 else model
+    stop = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
+    loader = torch.utils.data.DataLoader(
+        TileDataset(images, targets, config),
+        batch_size=config.batch_size,
+        sampler=_Indices(start, stop, config.batch_size, rank, world),
+        num_workers=config.workers,
+        pin_memory=runtime.is_cuda,
+        persistent_workers=False,
+        generator=torch.Generator(),
+    )
+    if main:
+        log.info(
+            f"training {len(train_set)} image(s), validating on {len(val_set)}; "
+            f"steps {start} -> {stop} of {config.iterations}; {runtime.describe()}"
+            + (f"; {world} ranks" if world > 1 else "")
+        )
+    bar = _bar(start, stop, progress and main)
+    t0, window, loss_value, step = time.perf_counter(), [], math.nan, start
+    tick = time.perf_counter()
+    for step, (x, y, w) in enumerate(loader, start + 1):
+        net.train()
+        x, y, w = runtime.tensor(x), y.to(runtime.device), w.to(runtime.device)
+        with runtime.autocast():
+            logits = net(x)
+        loss = weighted_cross_entropy(logits, y, w)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise BiounetError(f"step {step}: the loss is {loss_value}; lower --lr")
+        window.append(loss_value)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
+        if main and (step % config.log_every == 0 or step == stop):
+            now = time.perf_counter()
+            append_log(
+                run_dir,
+                {
+                    "step": step,
+                    "loss": float(np.mean(window)),
+                    "lr": config.lr,
+                    "it_per_s": len(window) / (now - tick),
+                    "seconds": now - t0,
+                },
+            )
+            window, tick = [], now
+        if main and val_set and (step % config.val_every == 0 or step == stop):
+            scores = validate(model, val_images, val_truth, runtime)
+            append_log(run_dir, {"step": step, **scores})
+            if not best or scores["val_rand_error"] < best["val_rand_error"]:
+                best = {"step": step, **scores}
+                save_checkpoint(
+                    run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
+                )
+            plot_log(
+                run_dir, title=f"{run_dir.name}: {config.model.features} features, lr {config.lr}"
+            )
+            tick = time.perf_counter()
+        if main and (step % config.checkpoint_every == 0 or step == stop):
+            save_checkpoint(
+                run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
+            )
+    bar.close()
+    return TrainSummary(run_dir, step, time.perf_counter() - t0, loss_value, best)
+
+
+def _targets(config: TrainConfig, samples: list[Sample], run_dir: Path) -> list[Any]:
+    from biounet.weights import weight_maps
+
+    return weight_maps([s.instances for s in samples], config.weights, cache_dir=run_dir / "cache")
+
+
+def _restore(
+    run_dir: Path, model: UNet, optimizer: torch.optim.Optimizer, scaler: Any
+) -> tuple[int, dict[str, float]]:
+    path = run_dir / LATEST
+    if not path.exists():
+        raise BiounetError(f"{run_dir}: no {LATEST} to resume from")
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("train_state")
+    if not state:
+        raise BiounetError(f"{path}: holds no training state")
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise BiounetError(f"{path}: does not fit this run's model ({exc})") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), dict(state["best"])
+
+
+def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.to(device)
+
+
+def _bar(start: int, stop: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=stop, initial=start, unit="it", disable=not enabled, dynamic_ncols=True)

@@ -1,0 +1,93 @@
+"""DistributedDataParallel: 2 CPU ranks x batch 1 take the same step as 1 process x batch 2."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import torch.multiprocessing as mp
+
+from biounet.checkpoint import load_checkpoint
+from biounet.config import DataConfig, TrainConfig
+from biounet.device import make_runtime
+from biounet.model import UNet, UNetConfig
+from biounet.synthetic import touching_cells
+from biounet.train import prepare_run, train
+
+
+def _config(folder, batch):
+    return TrainConfig(
+        model=UNetConfig(features=4, depth=2, dropout=0.0),  # dropout masks differ by rank
+        data=DataConfig(
+            images=str(folder / "img.tif"), labels=str(folder / "lab.tif"), label_kind="instance"
+        ),
+        input_size=76,
+        batch_size=batch,
+        iterations=2,
+        lr=0.05,
+        val_every=100,
+        checkpoint_every=1,
+        log_every=1,
+        workers=0,
+    )
+
+
+def _rank(rank, world, port, folder):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    from biounet import ddp
+
+    runtime = ddp.setup(make_runtime("cpu"))
+    try:
+        cfg = _config(folder, batch=1)
+        if ddp.rank() == 0:
+            prepare_run(cfg, folder / "ddp")
+        torch.distributed.barrier()
+        train(cfg, folder / "ddp", runtime=runtime)
+    finally:
+        ddp.teardown()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
+    rng = np.random.default_rng(0)
+    images, labels = zip(
+        *(touching_cells((96, 96), n_cells=6, radius=(10, 16), rng=rng) for _ in range(3)),
+        strict=True,
+    )
+    tifffile.imwrite(tmp_path / "img.tif", np.stack(images), photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "lab.tif", np.stack(labels).astype(np.uint16), photometric="minisblack"
+    )
+    mp.spawn(_rank, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    single = _config(tmp_path, batch=2)
+    prepare_run(single, tmp_path / "single")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(single, tmp_path / "single", runtime=make_runtime("cpu"))
+    finally:
+        torch.set_num_threads(before)
+    a = load_checkpoint(tmp_path / "ddp" / "latest.pt")
+    b = load_checkpoint(tmp_path / "single" / "latest.pt")
+    assert a["train_state"]["step"] == b["train_state"]["step"] == 2
+    for key, value in a["model_state"].items():
+        torch.testing.assert_close(value, b["model_state"][key], rtol=1e-5, atol=1e-6)
+    torch.manual_seed(single.seed)
+    start = UNet(single.model).state_dict()  # the weights both runs started from
+    assert any(not torch.equal(start[k], a["model_state"][k]) for k in start)
+    assert not (tmp_path / "ddp" / "best.pt").exists()  # no validation set, no best

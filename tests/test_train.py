@@ -1,0 +1,205 @@
+"""Training: resume is exact, checkpoints are complete, the optimiser is Caffe's SGD."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from click.testing import CliRunner
+
+from biounet.augment import AugmentConfig
+from biounet.checkpoint import load_checkpoint
+from biounet.cli import main
+from biounet.config import DataConfig, TrainConfig, dump_config, load_config
+from biounet.device import make_runtime
+from biounet.model import UNet, UNetConfig
+from biounet.synthetic import touching_cells
+from biounet.train import TileDataset, prepare_run, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    images, labels = zip(
+        *(touching_cells((96, 96), n_cells=6, radius=(10, 16), rng=rng) for _ in range(4)),
+        strict=True,
+    )
+    tifffile.imwrite(folder / "img.tif", np.stack(images), photometric="minisblack")
+    tifffile.imwrite(
+        folder / "lab.tif", np.stack(labels).astype(np.uint16), photometric="minisblack"
+    )
+    return folder
+
+
+def small_config(data, **changes):
+    cfg = TrainConfig(
+        model=UNetConfig(features=4, depth=2),
+        data=DataConfig(
+            images=str(data / "img.tif"),
+            labels=str(data / "lab.tif"),
+            label_kind="instance",
+            val_count=1,
+        ),
+        input_size=76,
+        iterations=6,
+        lr=0.05,
+        val_every=3,
+        checkpoint_every=3,
+        log_every=1,
+        workers=0,
+    )
+    return cfg.with_overrides(**changes)
+
+
+def weights_of(path):
+    return load_checkpoint(path)["model_state"]
+
+
+def test_resume_equals_uninterrupted(tmp_path, data):
+    cfg = small_config(data, workers=1)
+    rt = make_runtime("cpu")
+    prepare_run(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "a", runtime=rt)
+    prepare_run(cfg, tmp_path / "b")
+    first = train(cfg, tmp_path / "b", runtime=rt, stop_after=3)
+    assert first.steps == 3
+    second = train(cfg, tmp_path / "b", runtime=rt, resume=True)
+    assert second.steps == 6
+    a, b = weights_of(tmp_path / "a" / "latest.pt"), weights_of(tmp_path / "b" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
+
+
+def eval_step(line):
+    import json
+
+    record = json.loads(line)
+    return record["step"], record.get("loss"), record.get("val_rand_error")
+
+
+def test_checkpoint_and_run_folder(tmp_path, data):
+    cfg = small_config(data)
+    prepare_run(cfg, tmp_path / "r")
+    summary = train(cfg, tmp_path / "r", runtime=make_runtime("cpu"))
+    files = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert {"config.yaml", "latest.pt", "best.pt", "metrics.jsonl", "training.png"} <= set(files)
+    assert load_config(tmp_path / "r" / "config.yaml") == cfg
+    ckpt = load_checkpoint(tmp_path / "r" / "latest.pt")
+    assert ckpt["train_state"]["step"] == 6
+    assert TrainConfig.from_dict(ckpt["train_state"]["config"]) == cfg
+    net = UNet.from_checkpoint(tmp_path / "r" / "best.pt")
+    assert net.config == cfg.model
+    assert summary.best["step"] in (3, 6)
+
+
+def test_samples_are_a_function_of_seed_and_index(data):
+    from biounet.data import load_pairs
+    from biounet.normalize import normalize
+    from biounet.weights import weight_maps
+
+    cfg = small_config(data)
+    samples = load_pairs(data / "img.tif", data / "lab.tif", label_kind="instance")
+    ds = TileDataset(
+        [normalize(s.image, cfg.normalization) for s in samples],
+        weight_maps([s.instances for s in samples]),
+        cfg,
+    )
+    x1, y1, w1 = ds[17]
+    x2, y2, w2 = ds[17]
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and torch.equal(w1, w2)
+    assert x1.shape == (1, 76, 76) and y1.shape == (36, 36) and w1.shape == (36, 36)
+    assert not torch.equal(ds[18][0], x1)
+
+
+def test_sgd_is_caffes_update():
+    """Caffe: v <- mu v + lr g, w <- w - v; PyTorch: v <- mu v + g, w <- w - lr v (item 20)."""
+    w = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.99)
+    caffe_w, caffe_v = 2.0, 0.0
+    for _ in range(20):
+        opt.zero_grad()
+        (0.5 * w**2).sum().backward()  # gradient = w
+        caffe_v = 0.99 * caffe_v + 0.1 * caffe_w
+        caffe_w -= caffe_v
+        opt.step()
+        assert w.item() == pytest.approx(caffe_w, rel=1e-12)
+
+
+def test_loss_falls_on_learnable_data(tmp_path, data):
+    cfg = small_config(
+        data, iterations=80, val_every=80, checkpoint_every=80, log_every=10, lr=0.01
+    ).with_overrides(augment=AugmentConfig.off())
+    cfg = cfg.with_overrides(model=UNetConfig(features=8, depth=2))
+    prepare_run(cfg, tmp_path / "r")
+    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"))
+    losses = [
+        r["loss"]
+        for r in map(yaml.safe_load, (tmp_path / "r" / "metrics.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
+    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["-q", *map(str, args)])
+
+
+def test_cli_train_and_resume(tmp_path, data):
+    (tmp_path / "run.yaml").write_text(dump_config(small_config(data, iterations=2)))
+    r = _run(
+        "train",
+        "--config",
+        tmp_path / "run.yaml",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 steps" in r.output and "best validation Rand error" in r.output
+    r = _run("train", "--resume", tmp_path / "r", "--iterations", "3", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 3
+    assert load_config(tmp_path / "r" / "config.yaml").iterations == 3
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ([], "give either --out"),
+        (["--out", "{tmp}/r", "--resume", "{tmp}/r"], "give either --out"),
+        (["--out", "{tmp}/x"], "no training images given"),
+        (["--out", "{tmp}/x", "--images", "{tmp}/missing.tif"], "missing.tif"),
+        (["--out", "{tmp}/x", "--config", "{tmp}/bad.yaml"], "unknown training option(s): colour"),
+        (["--out", "{tmp}/x", "--input-size", "571", "--images", "a"], "571 is not a valid"),
+        (["--resume", "{tmp}/nothing"], "config.yaml: cannot read"),
+    ],
+)
+def test_cli_train_errors(tmp_path, args, message):
+    (tmp_path / "bad.yaml").write_text("colour: red\n")
+    r = _run("train", *[a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error:") and message in r.output, r.output
+    assert "Traceback" not in r.output
+
+
+def test_non_empty_run_folder_is_refused(tmp_path, data):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "keep.txt").write_text("x")
+    cfg = small_config(data)
+    r = _run(
+        "train",
+        "--images",
+        cfg.data.images,
+        "--labels",
+        cfg.data.labels,
+        "--out",
+        tmp_path / "r",
+        "--label-kind",
+        "instance",
+    )
+    assert r.exit_code == 1 and "folder is not empty" in r.output
