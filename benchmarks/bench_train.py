@@ -8,6 +8,8 @@ Measurements (one function each; `main` assembles the JSON):
   slice, fast (:func:`biounet.weights.weight_map`) vs the direct way (one
   full-image distance transform per object), their ratio, and the largest
   difference of the float32 weight maps.
+* ``bench_step``: one training step of a features=16 network on 572 tiles with
+  the full data pipeline against forward+backward alone on random tensors.
 * ``bench_augment``: one augmented 572 -> 388 training tile
   (:func:`biounet.augment.random_tile`): elastic deformation only, and the full
   augmentation (elastic, rotation, flips, shift, grey values), with linear and
@@ -154,6 +156,80 @@ def bench_augment(
     return out
 
 
+def bench_step(
+    images: list[np.ndarray],
+    instances: list[np.ndarray],
+    *,
+    quick: bool,
+    features: int = 16,
+    workers: int = 1,
+) -> dict[str, float]:
+    """Training step with the full data pipeline vs forward+backward alone, paired.
+
+    Each iteration times one real step (next batch from the DataLoader that
+    :func:`biounet.train.train` uses, with its worker process augmenting the
+    next tiles, then forward, weighted loss, backward, SGD) and right after it
+    one step on random tensors of the same shapes. Pairing the two makes the
+    ratio robust to other load on the machine.
+    """
+    import torch
+
+    from biounet.config import TrainConfig
+    from biounet.device import make_runtime
+    from biounet.losses import weighted_cross_entropy
+    from biounet.model import UNet, UNetConfig
+    from biounet.train import TileDataset, _Indices
+    from biounet.weights import weight_maps
+
+    cfg = TrainConfig(model=UNetConfig(features=features), workers=workers)
+    steps = 8 if quick else 40
+    runtime = make_runtime("cpu")
+    torch.manual_seed(0)
+    model = runtime.prepare(UNet(cfg.model))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+    loader = torch.utils.data.DataLoader(
+        TileDataset(images, weight_maps(instances, cfg.weights), cfg),
+        batch_size=1,
+        sampler=_Indices(0, steps + 2, 1, 0, 1),
+        num_workers=cfg.workers,
+        generator=torch.Generator(),
+    )
+
+    def step(x, y, w) -> None:
+        loss = weighted_cross_entropy(model(x), y, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    rand = (
+        runtime.tensor(torch.rand(1, 1, 572, 572)),
+        torch.randint(0, 2, (1, 388, 388)),
+        torch.rand(1, 388, 388),
+    )
+    real = alone = 0.0
+    batches = iter(loader)
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        x, y, w = next(batches)
+        step(runtime.tensor(x), y, w)
+        t_real = time.perf_counter() - t
+        t = time.perf_counter()
+        step(*rand)
+        t_alone = time.perf_counter() - t
+        if i >= 2:  # warm-up: worker start, first allocations
+            real, alone = real + t_real, alone + t_alone
+    print(
+        f"training step, features={features}, 572 -> 388, {workers} DataLoader worker(s): "
+        f"{real / steps * 1e3:.0f} ms with the data pipeline, {alone / steps * 1e3:.0f} ms "
+        f"forward+backward alone on random tensors -> ratio {real / alone:.3f}"
+    )
+    return {
+        "step_ms": round(real / steps * 1e3, 1),
+        "step_alone_ms": round(alone / steps * 1e3, 1),
+        "step_ratio": round(real / alone, 4),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
@@ -163,10 +239,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     images, instances, source = load_data(args.isbi_dir, 6 if args.quick else 24)
     print(f"data: {source}, {len(images)} slice(s)")
     result: dict[str, object] = {"data": source, "quick": args.quick}
-    # one function per measurement, each returning its JSON keys (a step-time
-    # measurement adding "step_ratio" goes here the same way)
+    # one function per measurement, each returning its JSON keys
     result.update(bench_weightmap(instances, quick=args.quick))
     result.update(bench_augment(images, instances, quick=args.quick))
+    result.update(bench_step(images, instances, quick=args.quick))
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
     return result
