@@ -89,8 +89,10 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         raise BiounetError(f"{path}: invalid model description in checkpoint ({exc})") from exc
     with torch.device("meta"):
         model = UNet(config, norm)
+    # compact files may store float16 weights; models always compute in float32
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
     try:
-        model.load_state_dict(ckpt["model_state"], strict=True, assign=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except (KeyError, RuntimeError) as exc:
         raise BiounetError(
             f"{path}: weights do not fit the stored architecture "

@@ -66,3 +66,12 @@ def test_architecture_mismatch(tmp_path):
     torch.save(ckpt, tmp_path / "field.pt")
     with pytest.raises(BiounetError, match="invalid model description"):
         UNet.from_checkpoint(tmp_path / "field.pt")
+
+
+def test_half_precision_file_loads_as_float32(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(features=4)).eval()
+    save_checkpoint(tmp_path / "h.pt", net.half())
+    back = UNet.from_checkpoint(tmp_path / "h.pt")
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    assert torch.equal(back.down[0][0].weight, net.down[0][0].weight.float())
