@@ -37,11 +37,12 @@ warps, and blurs less. Nothing here touches a global random state.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from biounet._dataclasses import from_plain
 from biounet.elastic import control_displacements, displacement_field
 
 __all__ = [
@@ -142,11 +143,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
         """Build a config from a dict (e.g. a checkpoint), rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown AugmentConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_plain(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (ranges as lists) for YAML, JSON and checkpoints."""

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from biounet._dataclasses import from_plain
 from biounet.augment import AugmentConfig
 from biounet.errors import BiounetError
 from biounet.model import UNetConfig
@@ -122,36 +123,23 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from nested plain values; unknown keys are errors."""
         values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
         nested = {
-            "model": UNetConfig.from_dict,
-            "normalization": _plain(Normalization),
-            "weights": WeightMapConfig.from_dict,
-            "augment": AugmentConfig.from_dict,
-            "data": _plain(DataConfig),
+            "model": UNetConfig,
+            "normalization": Normalization,
+            "weights": WeightMapConfig,
+            "augment": AugmentConfig,
+            "data": DataConfig,
         }
-        for name, build in nested.items():
+        for name, section in nested.items():
             if name in values:
-                values[name] = build(values[name] or {})
-        return cls(**values)
+                build = getattr(section, "from_dict", None)
+                plain = values[name] or {}
+                values[name] = build(plain) if build else from_plain(section, plain)
+        return from_plain(cls, values, what="training option")
 
     def with_overrides(self, **changes: Any) -> TrainConfig:
         """A copy with top-level values replaced (``None`` leaves a value as it is)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _plain(cls: type) -> Any:
-    def build(values: dict[str, Any]) -> Any:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-        return cls(**values)
-
-    return build
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -30,16 +30,17 @@ from biounet.errors import BiounetError
 from biounet.io import open_image
 from biounet.model import UNet
 from biounet.segment import (
-    TIFF_TILE_UNIT,
     OutputOptions,
     PredictSummary,
     TileOptions,
     _encode,
     _foreground,
-    _layout,
     _write,
     _zarr_key,
+    check_channels,
+    file_tiles,
     label_store,
+    output_layout,
 )
 from biounet.tiling import TileSpec, tile_grid
 from biounet.writers import Layout, create_zarr
@@ -193,30 +194,14 @@ def predict_distributed(
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from biounet.predict import plan_tiles
-
     tiles = tiles or TileOptions()
     output = output or OutputOptions()
     output_path = check_writable(output_path, overwrite=overwrite)
     start = time.perf_counter()
     with open_image(input_path, axes=axes) as source:
-        if source.channels != model.config.in_channels:
-            raise BiounetError(
-                f"{source.name}: {source.channels} channel(s) (axes {source.axes}) but the "
-                f"model expects {model.config.in_channels}"
-            )
-        spec = plan_tiles(
-            model.config,
-            (source.height, source.width),
-            window=tiles.window,
-            batch_size=tiles.batch_size,
-            memory_bytes=tiles.memory_bytes,
-            unit=TIFF_TILE_UNIT,
-        )
-        k = model.config.n_classes
-        channels = 1 if output.kind == "mask" or k == 2 else k
-        dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
-        layout = _layout(source, channels, dtype)
+        check_channels(source, model)
+        spec = file_tiles(source, model, tiles)
+        layout = output_layout(source, model.config.n_classes, output)
         planes = source.n_planes
         shape, src_axes = tuple(source.data.shape), source.axes
     labels = output.kind == "labels"

@@ -26,7 +26,7 @@ zero-padded variant most tutorials use, whose output has the input's size.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from biounet import shapes
+from biounet._dataclasses import from_plain
 from biounet.normalize import Normalization
 
 Flavour = Literal["paper", "release"]
@@ -95,11 +96,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> UNetConfig:
         """Build a config from a dict, rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_plain(cls, values)
 
     def channels(self, level: int) -> int:
         """Feature channels of contracting level `level` (0 = top)."""

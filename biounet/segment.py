@@ -192,6 +192,39 @@ def _stream(
             yield plane, tile.rows, tile.cols, out
 
 
+def check_channels(source: ImageSource, model: UNet) -> None:
+    """Fail with a one-line message if the image's channels do not fit the model."""
+    if source.channels != model.config.in_channels:
+        raise BiounetError(
+            f"{source.name}: {source.channels} channel(s) (axes {source.axes}) but the model "
+            f"expects {model.config.in_channels}; use --axes if the axes are wrong"
+        )
+
+
+def file_tiles(
+    source: ImageSource, model: UNet, tiles: TileOptions, runtime: Runtime | None = None
+) -> TileSpec:
+    """Tile geometry for a file: as :func:`biounet.predict.plan_tiles`, TIFF-tile aligned."""
+    return plan_tiles(
+        model.config,
+        (source.height, source.width),
+        window=tiles.window,
+        runtime=runtime,
+        batch_size=tiles.batch_size,
+        memory_bytes=tiles.memory_bytes,
+        unit=TIFF_TILE_UNIT,
+    )
+
+
+def output_layout(source: ImageSource, n_classes: int, output: OutputOptions) -> Layout:
+    """Layout of the written result: one channel, or all K class probabilities."""
+    channels = 1 if output.kind != "probabilities" or n_classes == 2 else n_classes
+    dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
+    if output.kind == "labels":
+        dtype = np.dtype(np.uint32)  # narrowed to uint16 when the labels fit
+    return _layout(source, channels, dtype)
+
+
 def _layout(source: ImageSource, channels: int, dtype: np.dtype) -> Layout:
     return Layout(
         source.plane_shape,
@@ -274,21 +307,9 @@ def segment_file(
     output_path = check_writable(output_path, overwrite=overwrite)
     start = time.perf_counter()
     with open_image(input_path, axes=axes) as source:
-        if source.channels != model.config.in_channels:
-            raise BiounetError(
-                f"{source.name}: {source.channels} channel(s) (axes {source.axes}) but the model "
-                f"expects {model.config.in_channels}; use --axes if the axes are wrong"
-            )
+        check_channels(source, model)
         predictor = Predictor(model, runtime, tta=tiles.tta)
-        spec = plan_tiles(
-            model.config,
-            (source.height, source.width),
-            window=tiles.window,
-            runtime=predictor.runtime,
-            batch_size=tiles.batch_size,
-            memory_bytes=tiles.memory_bytes,
-            unit=TIFF_TILE_UNIT,
-        )
+        spec = file_tiles(source, model, tiles, predictor.runtime)
         n_tiles = len(tile_grid((source.height, source.width), spec)) * source.n_planes
         bar = _Progress(n_tiles, Path(input_path).name, progress)
         stream = _stream(source, predictor, spec, tiles.batch_size, bar)
@@ -298,11 +319,9 @@ def segment_file(
                 if output.kind == "labels":
                     objects = _write_labels(tmp, stream, source, spec, output)
                 else:
-                    k = model.config.n_classes
-                    channels = 1 if output.kind == "mask" or k == 2 else k
-                    dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
                     encoded = ((p, r, c, _encode(o, output)) for p, r, c, o in stream)
-                    _write(tmp, encoded, _layout(source, channels, dtype), spec, output.compression)
+                    layout = output_layout(source, model.config.n_classes, output)
+                    _write(tmp, encoded, layout, spec, output.compression)
         finally:
             bar.close()
         shape, src_axes, planes = tuple(source.data.shape), source.axes, source.n_planes

@@ -118,8 +118,12 @@ def em_like(
     _, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
     del yy, xx
     nearest = seeds[iy, ix]
-    coords = np.stack([np.clip(np.mgrid[0:rows, 0:cols][0] + warp[0], 0, rows - 1),
-                       np.clip(np.mgrid[0:rows, 0:cols][1] + warp[1], 0, cols - 1)])
+    coords = np.stack(
+        [
+            np.clip(np.mgrid[0:rows, 0:cols][0] + warp[0], 0, rows - 1),
+            np.clip(np.mgrid[0:rows, 0:cols][1] + warp[1], 0, cols - 1),
+        ]
+    )
     regions = ndi.map_coordinates(nearest, coords, order=0).astype(np.int32)
     membrane = find_boundaries(regions, mode="thick")
     membrane = ndi.binary_dilation(membrane, iterations=int(rng.integers(1, 2)))

@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from biounet._dataclasses import from_plain
 from biounet.atomic import atomic_output
 from biounet.borders import border_weight, separate_instances, separation_borders
 
@@ -107,11 +108,7 @@ class WeightMapConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WeightMapConfig:
         """Build a config from a dict (e.g. a checkpoint), rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown WeightMapConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_plain(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists) for YAML, JSON and checkpoints."""

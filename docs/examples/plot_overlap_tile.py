@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from biounet.models import default_model_path  # noqa: E402
 from biounet.model import UNet  # noqa: E402
+from biounet.models import default_model_path  # noqa: E402
 from biounet.predict import predict, predict_whole  # noqa: E402
 from biounet.tiling import tile_grid, tile_spec  # noqa: E402
 
