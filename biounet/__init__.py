@@ -19,9 +19,18 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "UNet": "biounet.model",
     "UNetConfig": "biounet.model",
+    "Normalization": "biounet.normalize",
     "output_size": "biounet.shapes",
     "valid_input_sizes": "biounet.shapes",
     "halo": "biounet.shapes",
+    "predict": "biounet.predict",
+    "segment_file": "biounet.segment",
+    "load_pairs": "biounet.data",
+    "weight_map": "biounet.weights",
+    "random_tile": "biounet.augment",
+    "TrainConfig": "biounet.config",
+    "train": "biounet.train",
+    "evaluate_isbi": "biounet.metrics",
     "BiounetError": "biounet.errors",
 }
 
