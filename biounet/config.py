@@ -86,7 +86,7 @@ class TrainConfig:
     input_size: int = 572
     batch_size: int = 1
     iterations: int = 10000
-    lr: float = 0.05
+    lr: float = 0.001
     momentum: float = 0.99
     weight_decay: float = 0.0
     val_every: int = 250
