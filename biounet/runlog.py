@@ -28,11 +28,34 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def truncate_log(run_dir: str | Path, step: int) -> None:
-    """Keep only the records up to and including `step` (used on resume)."""
+def truncate_log(run_dir: str | Path, step: int) -> float:
+    """Keep only the records up to and including `step` (used on resume).
+
+    Returns
+    -------
+    float
+        The training seconds logged up to `step`, from which a resumed run
+        continues counting.
+    """
     records = [r for r in read_log(run_dir) if r["step"] <= step]
     with atomic_output(Path(run_dir) / LOG_NAME) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return training_seconds(records)
+
+
+def training_seconds(records: list[dict[str, Any]]) -> float:
+    """Wall-clock training time of a log, summed over its sessions.
+
+    Each record's ``seconds`` counts from the start of the run; a log whose
+    count restarts (written by a resumed run of biounet 0.1.0 before the
+    count carried over) is summed session by session.
+    """
+    total, last = 0.0, 0.0
+    for seconds in (r["seconds"] for r in records if "seconds" in r):
+        if seconds < last:
+            total += last
+        last = seconds
+    return total + last
 
 
 def append_log(run_dir: str | Path, record: dict[str, Any]) -> None:

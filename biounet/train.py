@@ -235,7 +235,7 @@ def train(
     images = [normalize(s.image, config.normalization) for s in train_set]
     torch.manual_seed(config.seed)
     model = UNet(config.model, config.normalization)
-    start, best = 0, {}
+    start, best, elapsed = 0, {}, 0.0
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -243,7 +243,7 @@ def train(
     if resume:
         start, best = _restore(run_dir, model, optimizer, scaler)
         if main:
-            truncate_log(run_dir, start)
+            elapsed = truncate_log(run_dir, start)
     model = runtime.prepare(model)
     _move_optimizer_state(optimizer, runtime.device)
     net = ddp.wrap(model, runtime) if world > 1 else model
@@ -295,7 +295,7 @@ def train(
                     "loss": float(np.mean(window)),
                     "lr": config.lr,
                     "it_per_s": len(window) / (now - tick),
-                    "seconds": now - t0,
+                    "seconds": elapsed + now - t0,
                 },
             )
             window, tick = [], now

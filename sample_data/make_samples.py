@@ -1,6 +1,7 @@
 """Regenerate the sample images in this folder (all synthetic, made by biounet itself).
 
-    python sample_data/make_samples.py
+Run ``python sample_data/make_samples.py``; the generator is seeded, so the
+files come out identical.
 """
 
 from pathlib import Path
@@ -14,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
+    """Write every sample file of sample_data/ (see its README)."""
     image, cells = em_like((512, 512), rng=np.random.default_rng(2026))
     meta = {"axes": "YX", "unit": "um"}
     res = (1 / 0.004, 1 / 0.004)  # 4 nm pixels, like ISBI 2012

@@ -73,6 +73,26 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
 
 
+def test_resumed_run_keeps_counting_time(tmp_path, data):
+    from biounet.runlog import read_log, training_seconds
+
+    cfg = small_config(data)
+    prepare_run(cfg, tmp_path / "r")
+    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"), stop_after=3)
+    before = training_seconds(read_log(tmp_path / "r"))
+    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"), resume=True)
+    seconds = [r["seconds"] for r in read_log(tmp_path / "r") if "seconds" in r]
+    assert len(seconds) == 6 and seconds == sorted(seconds) and seconds[3] > before > 0
+
+
+def test_training_seconds_sums_restarted_sessions():
+    from biounet.runlog import training_seconds
+
+    records = [{"seconds": 1.0}, {"val_rand_error": 0.1}, {"seconds": 4.0}, {"seconds": 2.5}]
+    assert training_seconds(records) == 6.5
+    assert training_seconds([]) == 0.0
+
+
 def eval_step(line):
     import json
 

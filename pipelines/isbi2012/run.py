@@ -39,7 +39,7 @@ from biounet.device import make_runtime
 from biounet.metrics import evaluate_isbi
 from biounet.model import UNet
 from biounet.predict import predict
-from biounet.runlog import read_log
+from biounet.runlog import read_log, training_seconds
 from biounet.train import CONFIG_NAME, LATEST, prepare_run, train
 
 HERE = Path(__file__).resolve().parent
@@ -113,7 +113,7 @@ def stage_test_volume(run: Path, data: Path, out: Path, runtime) -> Path:
 
 def run_info(run: Path) -> dict:
     records = read_log(run)
-    seconds = max((r.get("seconds", 0) for r in records), default=0.0)
+    seconds = training_seconds(records)
     ckpt = load_checkpoint(run / LATEST)
     cfg = ckpt["train_state"]["config"]
     return {"steps": ckpt["train_state"]["step"], "features": cfg["model"]["features"],
