@@ -61,33 +61,51 @@ def main() -> None:
     t = time.perf_counter()
     segment_file(image, work / "single.tif", model, tiles=tiles, output=output, overwrite=True)
     single = time.perf_counter() - t
-    print(f"{size}x{size}, one process ({torch.get_num_threads()} threads): {single:.1f} s, "
-          f"{pixels / single:.3f} MP/s")
-    results = {"size": size, "single_s": round(single, 2),
-               "single_mp_per_s": round(pixels / single, 4)}
+    print(
+        f"{size}x{size}, one process ({torch.get_num_threads()} threads): {single:.1f} s, "
+        f"{pixels / single:.3f} MP/s"
+    )
+    results = {
+        "size": size,
+        "single_s": round(single, 2),
+        "single_mp_per_s": round(pixels / single, 4),
+    }
     reference = tifffile.imread(work / "single.tif")
     for workers in (1, 2):
         client, cluster = start_client(workers=workers)
         try:
             client.run(lambda: None)  # workers are up
             t = time.perf_counter()
-            predict_distributed(image, work / f"dask{workers}.tif", model, client=client,
-                                threads=local_threads(workers), tiles=tiles, output=output,
-                                overwrite=True)
+            predict_distributed(
+                image,
+                work / f"dask{workers}.tif",
+                model,
+                client=client,
+                threads=local_threads(workers),
+                tiles=tiles,
+                output=output,
+                overwrite=True,
+            )
             seconds = time.perf_counter() - t
             rss = worker_peak_rss(client)
         finally:
             client.close()
             cluster.close()
         same = bool(np.array_equal(reference, tifffile.imread(work / f"dask{workers}.tif")))
-        print(f"local cluster, {workers} worker(s) x {local_threads(workers)} thread(s): "
-              f"{seconds:.1f} s, {pixels / seconds:.3f} MP/s, {seconds / single:.2f}x the "
-              f"single-process time; worker peak RSS {rss} GiB; identical output: {same}")
-        results.update({f"workers{workers}_s": round(seconds, 2),
-                        f"workers{workers}_mp_per_s": round(pixels / seconds, 4),
-                        f"workers{workers}_time_ratio": round(seconds / single, 4),
-                        f"workers{workers}_peak_rss_gib": rss,
-                        f"workers{workers}_identical": same})
+        print(
+            f"local cluster, {workers} worker(s) x {local_threads(workers)} thread(s): "
+            f"{seconds:.1f} s, {pixels / seconds:.3f} MP/s, {seconds / single:.2f}x the "
+            f"single-process time; worker peak RSS {rss} GiB; identical output: {same}"
+        )
+        results.update(
+            {
+                f"workers{workers}_s": round(seconds, 2),
+                f"workers{workers}_mp_per_s": round(pixels / seconds, 4),
+                f"workers{workers}_time_ratio": round(seconds / single, 4),
+                f"workers{workers}_peak_rss_gib": rss,
+                f"workers{workers}_identical": same,
+            }
+        )
     results["cores"] = os.cpu_count()
     print(json.dumps(results))
 

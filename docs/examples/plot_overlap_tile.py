@@ -62,30 +62,55 @@ def main() -> None:
     fig, ax = plt.subplots(1, 3, figsize=(15, 5.4), constrained_layout=True)
     ax[0].imshow(image, cmap="gray")
     for tile in tile_grid(image.shape, spec):
-        ax[0].add_patch(Rectangle((tile.cols.start - 0.5, tile.rows.start - 0.5),
-                                  tile.cols.stop - tile.cols.start,
-                                  tile.rows.stop - tile.rows.start, fill=False, ec="yellow",
-                                  lw=1))
+        ax[0].add_patch(
+            Rectangle(
+                (tile.cols.start - 0.5, tile.rows.start - 0.5),
+                tile.cols.stop - tile.cols.start,
+                tile.rows.stop - tile.rows.start,
+                fill=False,
+                ec="yellow",
+                lw=1,
+            )
+        )
     chosen = tile_grid(image.shape, spec)[1]
-    ax[0].add_patch(Rectangle((chosen.origin[1] - 0.5, chosen.origin[0] - 0.5), window, window,
-                              fill=False, ec="cyan", lw=2, ls="--"))
+    ax[0].add_patch(
+        Rectangle(
+            (chosen.origin[1] - 0.5, chosen.origin[0] - 0.5),
+            window,
+            window,
+            fill=False,
+            ec="cyan",
+            lw=2,
+            ls="--",
+        )
+    )
     ax[0].set_xlim(-100, image.shape[1] + 100)
     ax[0].set_ylim(image.shape[0] + 100, -100)
-    ax[0].set_title(f"{spec.tile[0]} px output tiles (yellow); one {window} px input window "
-                    f"(cyan)\nreaching {spec.context} px into neighbours and the mirrored border",
-                    fontsize=9)
+    ax[0].set_title(
+        f"{spec.tile[0]} px output tiles (yellow); one {window} px input window "
+        f"(cyan)\nreaching {spec.context} px into neighbours and the mirrored border",
+        fontsize=9,
+    )
     ax[1].imshow(ours, cmap="magma", vmin=0, vmax=1)
-    ax[1].set_title(f"biounet, tiled: cell probability\nmax |tiled - whole image| = "
-                    f"{np.abs(ours - whole).max():.1e}", fontsize=9)
+    ax[1].set_title(
+        f"biounet, tiled: cell probability\nmax |tiled - whole image| = "
+        f"{np.abs(ours - whole).max():.1e}",
+        fontsize=9,
+    )
     ax[2].imshow(diff, cmap="inferno", vmin=0, vmax=1)
-    ax[2].set_title(f"naive non-overlapping tiles: |naive - seamless|\nmax {diff.max():.2f}, "
-                    f"mean {diff.mean():.3f}; the seams follow the tile borders", fontsize=9)
+    ax[2].set_title(
+        f"naive non-overlapping tiles: |naive - seamless|\nmax {diff.max():.2f}, "
+        f"mean {diff.mean():.3f}; the seams follow the tile borders",
+        fontsize=9,
+    )
     for a in ax:
         a.set_axis_off()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=70)
-    print(f"{args.out}: tiled vs whole {np.abs(ours - whole).max():.2e}, "
-          f"naive vs seamless max {diff.max():.3f} mean {diff.mean():.4f}")
+    print(
+        f"{args.out}: tiled vs whole {np.abs(ours - whole).max():.2e}, "
+        f"naive vs seamless max {diff.max():.3f} mean {diff.mean():.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,10 +60,17 @@ def stage_train(name: str, config, data: Path, out: Path, runtime) -> Path:
             path = split / f"{part}-{stem}.tif"
             if not path.exists():
                 tifffile.imwrite(path, tifffile.imread(src)[rows], photometric="minisblack")
-    config = replace(config, data=DataConfig(
-        images=str(split / "train-volume.tif"), labels=str(split / "train-labels.tif"),
-        val_images=str(split / "val-volume.tif"), val_labels=str(split / "val-labels.tif"),
-        label_kind="binary", foreground="high"))
+    config = replace(
+        config,
+        data=DataConfig(
+            images=str(split / "train-volume.tif"),
+            labels=str(split / "train-labels.tif"),
+            val_images=str(split / "val-volume.tif"),
+            val_labels=str(split / "val-labels.tif"),
+            label_kind="binary",
+            foreground="high",
+        ),
+    )
     latest = run / LATEST
     if latest.exists():
         step = load_checkpoint(latest)["train_state"]["step"]
@@ -90,11 +97,16 @@ def stage_eval(name: str, run: Path, data: Path, out: Path, tta: str, runtime) -
     t = time.perf_counter()
     prob = predict(images, model, axes="ZYX", tta=tta, runtime=runtime)[:, 1]
     seconds = time.perf_counter() - t
-    scores = evaluate_isbi(prob, truth, metrics=("pixel", "rand", "warping", "vrand", "vinfo"),
-                           kind="probability")
-    result = {"name": name, "tta": tta, "predict_seconds": round(seconds, 2),
-              **{m: scores[m] for m in METRICS},
-              "threshold": {m: scores["threshold"].get(m) for m in METRICS}}
+    scores = evaluate_isbi(
+        prob, truth, metrics=("pixel", "rand", "warping", "vrand", "vinfo"), kind="probability"
+    )
+    result = {
+        "name": name,
+        "tta": tta,
+        "predict_seconds": round(seconds, 2),
+        **{m: scores[m] for m in METRICS},
+        "threshold": {m: scores["threshold"].get(m) for m in METRICS},
+    }
     path.write_text(json.dumps(result, indent=1))
     log.info(f"{name}: " + ", ".join(f"{m} {result[m]:.4f}" for m in METRICS))
     return result
@@ -105,8 +117,9 @@ def stage_test_volume(run: Path, data: Path, out: Path, runtime) -> Path:
     path = out / "test-volume-probabilities.tif"
     if not path.exists() and (data / "test-volume.tif").exists():
         model = UNet.from_checkpoint(run / LATEST)
-        prob = predict(tifffile.imread(data / "test-volume.tif"), model, axes="ZYX",
-                       tta="d4", runtime=runtime)[:, 1].astype(np.float32)
+        prob = predict(
+            tifffile.imread(data / "test-volume.tif"), model, axes="ZYX", tta="d4", runtime=runtime
+        )[:, 1].astype(np.float32)
         tifffile.imwrite(path, prob, imagej=True, metadata={"axes": "ZYX"})
     return path
 
@@ -116,8 +129,12 @@ def run_info(run: Path) -> dict:
     seconds = training_seconds(records)
     ckpt = load_checkpoint(run / LATEST)
     cfg = ckpt["train_state"]["config"]
-    return {"steps": ckpt["train_state"]["step"], "features": cfg["model"]["features"],
-            "train_minutes": round(seconds / 60, 1), "lr": cfg["lr"]}
+    return {
+        "steps": ckpt["train_state"]["step"],
+        "features": cfg["model"]["features"],
+        "train_minutes": round(seconds / 60, 1),
+        "lr": cfg["lr"],
+    }
 
 
 def bundle(run: Path, path: Path) -> None:
@@ -128,17 +145,22 @@ def bundle(run: Path, path: Path) -> None:
 
 
 def table(rows: list[dict], infos: dict[str, dict]) -> str:
-    head = ("| entry | warping | Rand | pixel | V_rand | V_info | data | width | steps | "
-            "train time |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| u-net, paper (Table 1) | {PAPER['warping_error']:.6f} | "
-             f"{PAPER['rand_error']:.4f} | {PAPER['pixel_error']:.4f} | - | - | "
-             "ISBI test set (secret labels) | 64 | not stated | 10 h (Titan GPU) |"]
+    head = (
+        "| entry | warping | Rand | pixel | V_rand | V_info | data | width | steps | "
+        "train time |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| u-net, paper (Table 1) | {PAPER['warping_error']:.6f} | "
+        f"{PAPER['rand_error']:.4f} | {PAPER['pixel_error']:.4f} | - | - | "
+        "ISBI test set (secret labels) | 64 | not stated | 10 h (Titan GPU) |"
+    ]
     for r in rows:
         info = infos[r["run"]]
         lines.append(
             f"| {r['label']} | {r['warping_error']:.6f} | {r['rand_error']:.4f} | "
             f"{r['pixel_error']:.4f} | {r['vrand']:.4f} | {r['vinfo']:.4f} | training slices "
-            f"20-23 | {info['features']} | {info['steps']} | {info['train_minutes']} min |")
+            f"20-23 | {info['features']} | {info['steps']} | {info['train_minutes']} min |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -160,27 +182,46 @@ def main() -> None:
     runs = {"full": stage_train("full", config, args.data, args.out, runtime)}
     if args.ablations:
         runs["no_border"] = stage_train(
-            "no_border", replace(config, weights=replace(config.weights, w0=0.0)), args.data,
-            args.out, runtime)
+            "no_border",
+            replace(config, weights=replace(config.weights, w0=0.0)),
+            args.data,
+            args.out,
+            runtime,
+        )
         runs["no_elastic"] = stage_train(
-            "no_elastic", replace(config, augment=replace(config.augment, elastic=False)),
-            args.data, args.out, runtime)
-    evals = [("full", "none", "biounet, full"),
-             ("full", "d4", "biounet, full + 8 flips/rotations"),
-             ("full", "rot7", "biounet, full + 7 rotations (k * 360/7)")]
+            "no_elastic",
+            replace(config, augment=replace(config.augment, elastic=False)),
+            args.data,
+            args.out,
+            runtime,
+        )
+    evals = [
+        ("full", "none", "biounet, full"),
+        ("full", "d4", "biounet, full + 8 flips/rotations"),
+        ("full", "rot7", "biounet, full + 7 rotations (k * 360/7)"),
+    ]
     if args.ablations:
-        evals += [("no_border", "none", "biounet, without border term (w0 = 0)"),
-                  ("no_elastic", "none", "biounet, without elastic deformation")]
+        evals += [
+            ("no_border", "none", "biounet, without border term (w0 = 0)"),
+            ("no_elastic", "none", "biounet, without elastic deformation"),
+        ]
     rows = []
     for run, tta, label in evals:
         r = stage_eval(f"{run}_{tta}", runs[run], args.data, args.out, tta, runtime)
         rows.append({**r, "run": run, "label": label})
     stage_test_volume(runs["full"], args.data, args.out, runtime)
     infos = {name: run_info(path) for name, path in runs.items()}
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, "
-               f"{runtime.describe()}, torch {torch.__version__}")
-    results = {"paper": PAPER, "rows": rows, "runs": infos, "machine": machine,
-               "split": "train on training slices 0-19, evaluate on 20-23"}
+    machine = (
+        f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"{runtime.describe()}, torch {torch.__version__}"
+    )
+    results = {
+        "paper": PAPER,
+        "rows": rows,
+        "runs": infos,
+        "machine": machine,
+        "split": "train on training slices 0-19, evaluate on 20-23",
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     text = table(rows, infos) + f"\nMachine: {machine}. Split: {results['split']}.\n"
     (args.out / "results.md").write_text(text)
