@@ -106,7 +106,7 @@ def main() -> None:
     for a in ax:
         a.set_axis_off()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=70)
+    fig.savefig(args.out, dpi=70, bbox_inches="tight", pad_inches=0.15)
     print(
         f"{args.out}: tiled vs whole {np.abs(ours - whole).max():.2e}, "
         f"naive vs seamless max {diff.max():.3f} mean {diff.mean():.4f}"

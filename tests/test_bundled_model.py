@@ -1,0 +1,54 @@
+"""The model that ships with biounet: present, compact, the default, and good on ISBI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from click.testing import CliRunner
+
+from biounet.checkpoint import load_checkpoint
+from biounet.cli import main
+from biounet.metrics import evaluate_isbi
+from biounet.model import UNet, UNetConfig
+from biounet.models import BUNDLED, default_model_path
+from biounet.predict import predict
+
+
+def test_bundled_model_is_compact_and_loads_as_float32():
+    path = default_model_path()
+    assert path.stat().st_size < 5 * 2**20
+    ckpt = load_checkpoint(path)
+    assert "train_state" not in ckpt  # weights only, no optimiser state
+    assert all(t.dtype == torch.float16 for t in ckpt["model_state"].values())
+    model = UNet.from_checkpoint(path)
+    assert model.config == UNetConfig(features=16)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_predict_uses_the_bundled_model_by_default(tmp_path):
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "em_synthetic.tif"
+    out_default, out_explicit = tmp_path / "a.tif", tmp_path / "b.tif"
+    runner = CliRunner()
+    r = runner.invoke(main, ["predict", str(sample), "-o", str(out_default), "--output", "mask"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        main,
+        ["predict", str(sample), "-o", str(out_explicit), "--output", "mask"]
+        + ["--model", str(BUNDLED)],
+    )
+    assert r.exit_code == 0, r.output
+    mask = tifffile.imread(out_default)
+    assert np.array_equal(mask, tifffile.imread(out_explicit))
+    assert 0.3 < (mask > 0).mean() < 0.95  # cells and membranes, not a blank image
+
+
+@pytest.mark.isbi
+def test_bundled_model_segments_held_out_isbi_slices(isbi_dir):
+    """Slices 20-23 were held out of its training (model card: pixel error about 0.07)."""
+    images = tifffile.imread(isbi_dir / "train-volume.tif")[20:24]
+    truth = tifffile.imread(isbi_dir / "train-labels.tif")[20:24]
+    prob = predict(images, UNet.from_checkpoint(BUNDLED), axes="ZYX")[:, 1]
+    scores = evaluate_isbi(prob, truth, metrics=("pixel",))
+    assert scores["pixel_error"] < 0.10
