@@ -223,3 +223,35 @@ def test_non_empty_run_folder_is_refused(tmp_path, data):
         "instance",
     )
     assert r.exit_code == 1 and "folder is not empty" in r.output
+
+
+def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data):
+    """A pre-empted run (SIGTERM) exits with one line naming its checkpoint, then resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = small_config(data, iterations=400, checkpoint_every=2, val_every=1000, log_every=50)
+    (tmp_path / "run.yaml").write_text(dump_config(cfg))
+    cmd = [sys.executable, "-m", "biounet", "-q", "train", "--config", str(tmp_path / "run.yaml")]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    latest = tmp_path / "r" / "latest.pt"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output
+    assert "interrupted; latest.pt holds step" in output and "--resume" in output, output
+    step = load_checkpoint(latest)["train_state"]["step"]
+    assert 2 <= step < 400
+    r = _run("train", "--resume", tmp_path / "r", "--iterations", str(step + 2), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(latest)["train_state"]["step"] == step + 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 import click
@@ -179,9 +181,12 @@ def command(
             import torch.distributed as dist
 
             dist.barrier()
-        summary = train(
-            config, run_dir, runtime=runtime, resume=resume is not None, progress=progress
-        )
+        with _stop_on_sigterm():
+            summary = train(
+                config, run_dir, runtime=runtime, resume=resume is not None, progress=progress
+            )
+    except KeyboardInterrupt:
+        raise BiounetError(_interrupted(run_dir)) from None
     finally:
         ddp.teardown()
     if ddp.rank() == 0:
@@ -196,3 +201,36 @@ def command(
             f"{run_dir}: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
             f"last loss {summary.last_loss:.4f}{best_text}"
         )
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """Treat SIGTERM (a batch system's pre-emption) like Ctrl-C while training."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(run_dir: Path) -> str:
+    """The one-line message for an interrupted run: where it can continue from."""
+    from biounet.checkpoint import load_checkpoint
+    from biounet.train import LATEST
+
+    latest = Path(run_dir) / LATEST
+    if not latest.is_file():
+        return f"{run_dir}: interrupted before the first checkpoint; start again"
+    step = load_checkpoint(latest)["train_state"]["step"]
+    return (
+        f"{run_dir}: interrupted; {LATEST} holds step {step}; continue with "
+        f"biounet train --resume {run_dir}"
+    )
