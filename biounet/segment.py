@@ -118,7 +118,8 @@ class PredictSummary:
         dims = "x".join(str(n) for n in self.shape)
         extra = f", {self.objects:,} objects" if self.objects is not None else ""
         return (
-            f"{self.input.name}: {dims} ({self.axes}), {self.tiles} tiles of "
+            f"{self.input.name}: {dims} ({self.axes}), {self.tiles} "
+            f"{'tile' if self.tiles == 1 else 'tiles'} of "
             f"{self.window[0]}x{self.window[1]} in {self.seconds:.1f} s "
             f"({self.megapixels_per_second:.2f} MP/s) -> {self.output}{extra}"
         )

@@ -166,11 +166,32 @@ def table(rows: list[dict], infos: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=HERE.parents[2] / "shared/data/isbi2012")
-    parser.add_argument("--out", type=Path, default=Path("runs/isbi2012"))
-    parser.add_argument("--config", type=Path, default=HERE / "config.yaml")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=HERE.parents[2] / "shared/data/isbi2012",
+        help="folder with train-volume.tif, train-labels.tif, test-volume.tif "
+        "(default: ../shared/data/isbi2012 beside the repository)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/isbi2012"),
+        help="output folder; stages whose output exists are skipped (default: runs/isbi2012)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=HERE / "config.yaml",
+        help="training configuration (default: the CPU configuration, config.yaml)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--ablations",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train without the border term and without elastic deformation",
+    )
     parser.add_argument("--bundle", type=Path, help="also write the compact model here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
