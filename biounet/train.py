@@ -102,7 +102,7 @@ class TrainSummary:
 
     run_dir: Path
     steps: int
-    seconds: float
+    seconds: float  # training time of the whole run, earlier sessions included
     last_loss: float
     best: dict[str, float]
 
@@ -263,60 +263,58 @@ def train(
             f"steps {start} -> {stop} of {config.iterations}; {runtime.describe()}"
             + (f"; {world} ranks" if world > 1 else "")
         )
-    bar = _bar(start, stop, progress and main)
-    t0, window, loss_value, step = time.perf_counter(), [], math.nan, start
-    tick = time.perf_counter()
-    for step, (x, y, w) in enumerate(loader, start + 1):
-        net.train()
-        x, y, w = runtime.tensor(x), y.to(runtime.device), w.to(runtime.device)
-        with runtime.autocast():
-            logits = net(x)
-        loss = weighted_cross_entropy(logits, y, w)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise BiounetError(f"step {step}: the loss is {loss_value}; lower --lr")
-        window.append(loss_value)
-        bar.update(1)
-        bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
-        if main and (step % config.log_every == 0 or step == stop):
-            now = time.perf_counter()
-            append_log(
-                run_dir,
-                {
-                    "step": step,
-                    "loss": float(np.mean(window)),
-                    "lr": config.lr,
-                    "it_per_s": len(window) / (now - tick),
-                    "seconds": elapsed + now - t0,
-                },
-            )
-            window, tick = [], now
-        if main and val_set and (step % config.val_every == 0 or step == stop):
-            scores = validate(model, val_images, val_truth, runtime)
-            append_log(run_dir, {"step": step, **scores})
-            if not best or scores["val_rand_error"] < best["val_rand_error"]:
-                best = {"step": step, **scores}
-                save_checkpoint(
-                    run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
+    with _bar(start, stop, progress and main) as bar:  # closed also on an interrupt
+        t0, window, loss_value, step = time.perf_counter(), [], math.nan, start
+        tick = time.perf_counter()
+        for step, (x, y, w) in enumerate(loader, start + 1):
+            net.train()
+            x, y, w = runtime.tensor(x), y.to(runtime.device), w.to(runtime.device)
+            with runtime.autocast():
+                logits = net(x)
+            loss = weighted_cross_entropy(logits, y, w)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise BiounetError(f"step {step}: the loss is {loss_value}; lower --lr")
+            window.append(loss_value)
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
+            if main and (step % config.log_every == 0 or step == stop):
+                now = time.perf_counter()
+                append_log(
+                    run_dir,
+                    {
+                        "step": step,
+                        "loss": float(np.mean(window)),
+                        "lr": config.lr,
+                        "it_per_s": len(window) / (now - tick),
+                        "seconds": elapsed + now - t0,
+                    },
                 )
-            plot_log(
-                run_dir, title=f"{run_dir.name}: {config.model.features} features, lr {config.lr}"
-            )
-            tick = time.perf_counter()
-        if main and (step % config.checkpoint_every == 0 or step == stop):
-            save_checkpoint(
-                run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
-            )
-    bar.close()
-    return TrainSummary(run_dir, step, time.perf_counter() - t0, loss_value, best)
+                window, tick = [], now
+            if main and val_set and (step % config.val_every == 0 or step == stop):
+                scores = validate(model, val_images, val_truth, runtime)
+                append_log(run_dir, {"step": step, **scores})
+                if not best or scores["val_rand_error"] < best["val_rand_error"]:
+                    best = {"step": step, **scores}
+                    save_checkpoint(
+                        run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
+                    )
+                title = f"{run_dir.name}: {config.model.features} features, lr {config.lr}"
+                plot_log(run_dir, title=title)
+                tick = time.perf_counter()
+            if main and (step % config.checkpoint_every == 0 or step == stop):
+                save_checkpoint(
+                    run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
+                )
+    return TrainSummary(run_dir, step, elapsed + time.perf_counter() - t0, loss_value, best)
 
 
 def _targets(config: TrainConfig, samples: list[Sample], run_dir: Path) -> list[Any]:

@@ -80,9 +80,10 @@ def test_resumed_run_keeps_counting_time(tmp_path, data):
     prepare_run(cfg, tmp_path / "r")
     train(cfg, tmp_path / "r", runtime=make_runtime("cpu"), stop_after=3)
     before = training_seconds(read_log(tmp_path / "r"))
-    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"), resume=True)
+    summary = train(cfg, tmp_path / "r", runtime=make_runtime("cpu"), resume=True)
     seconds = [r["seconds"] for r in read_log(tmp_path / "r") if "seconds" in r]
     assert len(seconds) == 6 and seconds == sorted(seconds) and seconds[3] > before > 0
+    assert summary.seconds >= seconds[-1] > before  # the whole run, not the last session
 
 
 def test_training_seconds_sums_restarted_sessions():
@@ -225,14 +226,22 @@ def test_non_empty_run_folder_is_refused(tmp_path, data):
     assert r.exit_code == 1 and "folder is not empty" in r.output
 
 
-def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data):
-    """A pre-empted run (SIGTERM) exits with one line naming its checkpoint, then resumes."""
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data, target):
+    """A pre-empted run (SIGTERM) exits with one line naming its checkpoint, then resumes.
+
+    ``group``: the signal reaches the DataLoader worker too, as with ``timeout``
+    or a batch system that signals the whole job.
+    """
+    import os
     import signal
     import subprocess
     import sys
     import time
 
-    cfg = small_config(data, iterations=400, checkpoint_every=2, val_every=1000, log_every=50)
+    cfg = small_config(
+        data, iterations=400, checkpoint_every=2, val_every=1000, log_every=50, workers=1
+    )
     (tmp_path / "run.yaml").write_text(dump_config(cfg))
     cmd = [sys.executable, "-m", "biounet", "-q", "train", "--config", str(tmp_path / "run.yaml")]
     proc = subprocess.Popen(
@@ -240,12 +249,17 @@ def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     latest = tmp_path / "r" / "latest.pt"
     deadline = time.monotonic() + 120
     while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # well inside training, DataLoader worker running
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 1, output
     assert "Traceback" not in output

@@ -187,6 +187,12 @@ def command(
             )
     except KeyboardInterrupt:
         raise BiounetError(_interrupted(run_dir)) from None
+    except RuntimeError as exc:
+        # SIGTERM sent to the whole process group (timeout, SLURM) also kills the
+        # DataLoader workers; torch reports that while the interrupt unwinds.
+        if "DataLoader worker" not in str(exc) or "killed by signal" not in str(exc):
+            raise
+        raise BiounetError(_interrupted(run_dir)) from None
     finally:
         ddp.teardown()
     if ddp.rank() == 0:
@@ -198,7 +204,7 @@ def command(
             else ""
         )
         click.echo(
-            f"{run_dir}: {summary.steps} steps in {summary.seconds / 60:.1f} min, "
+            f"{run_dir}: {summary.steps} steps, {summary.seconds / 60:.1f} min of training, "
             f"last loss {summary.last_loss:.4f}{best_text}"
         )
 
@@ -208,6 +214,11 @@ def _stop_on_sigterm():
     """Treat SIGTERM (a batch system's pre-emption) like Ctrl-C while training."""
 
     def handler(signum, frame):
+        # A SIGTERM sent to the whole process group kills the DataLoader workers
+        # too; torch's SIGCHLD handler would then raise over our clean stop.
+        # (A no-op, not SIG_DFL: a SIGCHLD already pending would print a warning.)
+        if hasattr(signal, "SIGCHLD"):
+            signal.signal(signal.SIGCHLD, lambda *_: None)
         raise KeyboardInterrupt
 
     try:
