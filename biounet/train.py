@@ -256,6 +256,7 @@ def train(
         pin_memory=runtime.is_cuda,
         persistent_workers=False,
         generator=torch.Generator(),
+        worker_init_fn=quiet_broken_connections if config.workers else None,
     )
     if main:
         log.info(
@@ -349,6 +350,28 @@ def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 state[key] = value.to(device)
+
+
+def quiet_broken_connections(worker_id: int | None = None) -> None:
+    """DataLoader worker set-up: no traceback when the main process goes away.
+
+    A worker hands each batch's shared memory to the main process over a
+    connection (``multiprocessing.resource_sharer``). If training is stopped
+    (Ctrl-C, SIGTERM) while the main process is receiving one, the worker's
+    sharing thread finds the connection closed and prints a traceback through
+    ``sys.excepthook``; that is expected and not worth showing. Other errors
+    are printed as before.
+    """
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, (BrokenPipeError, ConnectionResetError, EOFError)):
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
 
 
 def _bar(start: int, stop: int, enabled: bool) -> Any:

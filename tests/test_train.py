@@ -269,3 +269,17 @@ def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data, target):
     r = _run("train", "--resume", tmp_path / "r", "--iterations", str(step + 2), "--no-progress")
     assert r.exit_code == 0, r.output
     assert load_checkpoint(latest)["train_state"]["step"] == step + 2
+
+
+def test_worker_hook_silences_only_broken_connections(monkeypatch, capsys):
+    import sys
+
+    from biounet.train import quiet_broken_connections
+
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    quiet_broken_connections(0)
+    for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(), EOFError()):
+        sys.excepthook(type(error), error, None)
+    assert capsys.readouterr().err == ""
+    sys.excepthook(ValueError, ValueError("a real problem"), None)
+    assert "ValueError: a real problem" in capsys.readouterr().err

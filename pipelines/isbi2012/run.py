@@ -59,7 +59,8 @@ def stage_train(name: str, config, data: Path, out: Path, runtime) -> Path:
         for part, rows in (("train", TRAIN), ("val", VAL)):
             path = split / f"{part}-{stem}.tif"
             if not path.exists():
-                tifffile.imwrite(path, tifffile.imread(src)[rows], photometric="minisblack")
+                stack = tifffile.imread(src)[rows]
+                tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
     config = replace(
         config,
         data=DataConfig(
