@@ -9,6 +9,7 @@ helps (CUDA tensor cores, oneDNN convolutions on the CPU).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -112,6 +113,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     raise BiounetError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
 
 
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Let glibc keep freed feature maps for the next forward pass (this process).
 
@@ -123,7 +125,7 @@ def reuse_freed_memory() -> bool:
     tile, features=16, 2 threads: 0.35 s in a Dask worker, 0.155 s in a plain
     process, 0.135 s after this call. It fixes the thresholds at the values
     glibc's adaptive rule tends to (mmap above 32 MiB, trim above 64 MiB).
-    :func:`make_runtime` calls it; idempotent.
+    :func:`make_runtime` calls it; it acts once per process.
 
     Returns
     -------

@@ -187,12 +187,6 @@ def command(
             )
     except KeyboardInterrupt:
         raise BiounetError(_interrupted(run_dir)) from None
-    except RuntimeError as exc:
-        # SIGTERM sent to the whole process group (timeout, SLURM) also kills the
-        # DataLoader workers; torch reports that while the interrupt unwinds.
-        if "DataLoader worker" not in str(exc) or "killed by signal" not in str(exc):
-            raise
-        raise BiounetError(_interrupted(run_dir)) from None
     finally:
         ddp.teardown()
     if ddp.rank() == 0:
