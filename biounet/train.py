@@ -315,6 +315,8 @@ def train(
                 save_checkpoint(
                     run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
                 )
+    if world > 1:  # leave together: gloo aborts a rank whose peer tears down first
+        torch.distributed.barrier()
     return TrainSummary(run_dir, step, elapsed + time.perf_counter() - t0, loss_value, best)
 
 
