@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from biounet.metrics import evaluate_isbi
+from biounet.evaluation.isbi import evaluate_isbi
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ISBI = Path(os.environ.get("BIOUNET_ISBI_DIR", REPO.parent / "shared/data/isbi2012"))

@@ -34,10 +34,10 @@ import numpy as np
 import tifffile
 import torch
 
-from biounet.checkpoint import save_checkpoint
-from biounet.model import UNet, UNetConfig
-from biounet.predict import Predictor, predict, predict_whole
-from biounet.summary import forward_flops
+from biounet.network.checkpoint import save_checkpoint
+from biounet.network.unet import UNet, UNetConfig
+from biounet.inference.predictor import Predictor, predict, predict_whole
+from biounet.network.summary import forward_flops
 
 
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -154,7 +154,7 @@ class PairedPredictor(Predictor):
 
 def paired_run(image: Path, model: UNet, out: Path, window: int | None, batch: int) -> dict:
     """Run segment_file in this process with PairedPredictor; return the paired timings."""
-    import biounet.segment as seg
+    import biounet.inference.files as seg
 
     made = []
 
@@ -209,7 +209,7 @@ def monai_seconds(image: Path, padded: UNet) -> float:
 
 def ours_seconds(image: Path, model: UNet, out: Path, window: int | None, batch: int) -> float:
     """Wall seconds of segment_file (read, predict, write) in this process."""
-    from biounet.segment import OutputOptions, TileOptions, segment_file
+    from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
     t = time.perf_counter()
     segment_file(
@@ -226,7 +226,7 @@ def ours_seconds(image: Path, model: UNet, out: Path, window: int | None, batch:
 MONAI_CHILD = r"""
 import sys, time, json, numpy as np, tifffile, torch
 from monai.inferers import sliding_window_inference
-from biounet.model import UNet
+from biounet.network.unet import UNet
 net = UNet.from_checkpoint(sys.argv[2]).eval().to(memory_format=torch.channels_last)
 img = tifffile.imread(sys.argv[1])
 x = torch.from_numpy(img).float().div_(255)[None, None]

@@ -5,13 +5,13 @@
 Measurements (one function each; `main` assembles the JSON):
 
 * ``bench_weightmap``: the target and weight map (Eq. 2) of one 512x512 ISBI
-  slice, fast (:func:`biounet.weights.weight_map`) vs the direct way (one
+  slice, fast (:func:`biounet.training.weight_map.weight_map`) vs the direct way (one
   full-image distance transform per object), their ratio, and the largest
   difference of the float32 weight maps.
 * ``bench_step``: one training step of a features=16 network on 572 tiles with
   the full data pipeline against forward+backward alone on random tensors.
 * ``bench_augment``: one augmented 572 -> 388 training tile
-  (:func:`biounet.augment.random_tile`): elastic deformation only, and the full
+  (:func:`biounet.training.augment.random_tile`): elastic deformation only, and the full
   augmentation (elastic, rotation, flips, shift, grey values), with linear and
   cubic image interpolation; for reference, ``elasticdeform.deform_grid`` on
   the same three arrays.
@@ -52,14 +52,14 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 def load_data(isbi_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """`n` slices as (images scaled to [0, 1], instance images, description)."""
-    from biounet.data import load_pairs
+    from biounet.training.data import load_pairs
 
     volume, labels = isbi_dir / "train-volume.tif", isbi_dir / "train-labels.tif"
     if volume.is_file() and labels.is_file():
         samples = load_pairs(volume, labels)[:n]
         images = [s.image.astype(np.float32) / 255 for s in samples]
         return images, [s.instances for s in samples], f"ISBI 2012 ({isbi_dir})"
-    from biounet.borders import separate_instances
+    from biounet.training.borders import separate_instances
     from biounet.synthetic import touching_cells
 
     rng = np.random.default_rng(0)
@@ -73,8 +73,8 @@ def load_data(isbi_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray
 
 def bench_weightmap(instances: list[np.ndarray], *, quick: bool) -> dict[str, float]:
     """Weight map of one slice: fast vs the direct way (same slices, same parameters)."""
-    from biounet.borders import _border_weight_naive, separate_instances
-    from biounet.weights import weight_map
+    from biounet.training.borders import _border_weight_naive, separate_instances
+    from biounet.training.weight_map import weight_map
 
     def naive(inst: np.ndarray) -> np.ndarray:
         objects = separate_instances(inst)
@@ -109,8 +109,8 @@ def bench_augment(
     images: list[np.ndarray], instances: list[np.ndarray], *, quick: bool
 ) -> dict[str, float]:
     """One augmented 572 -> 388 tile, elastic only and fully augmented."""
-    from biounet.augment import AugmentConfig, random_tile
-    from biounet.weights import weight_maps
+    from biounet.training.augment import AugmentConfig, random_tile
+    from biounet.training.weight_map import weight_maps
 
     targets = weight_maps(instances)
     rng = np.random.default_rng(0)
@@ -167,19 +167,19 @@ def bench_step(
     """Training step with the full data pipeline vs forward+backward alone, paired.
 
     Each iteration times one real step (next batch from the DataLoader that
-    :func:`biounet.train.train` uses, with its worker process augmenting the
+    :func:`biounet.training.loop.train` uses, with its worker process augmenting the
     next tiles, then forward, weighted loss, backward, SGD) and right after it
     one step on random tensors of the same shapes. Pairing the two makes the
     ratio robust to other load on the machine.
     """
     import torch
 
-    from biounet.config import TrainConfig
+    from biounet.training.config import TrainConfig
     from biounet.device import make_runtime
-    from biounet.losses import weighted_cross_entropy
-    from biounet.model import UNet, UNetConfig
-    from biounet.train import TileDataset, _Indices
-    from biounet.weights import weight_maps
+    from biounet.training.loss import weighted_cross_entropy
+    from biounet.network.unet import UNet, UNetConfig
+    from biounet.training.loop import TileDataset, _Indices
+    from biounet.training.weight_map import weight_maps
 
     cfg = TrainConfig(model=UNetConfig(features=features), workers=workers)
     steps = 8 if quick else 40

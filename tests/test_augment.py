@@ -3,7 +3,7 @@ import pytest
 import yaml
 from scipy import ndimage as ndi
 
-from biounet.augment import (
+from biounet.training.augment import (
     AugmentConfig,
     TileTransform,
     apply_transform,

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from biounet import BiounetError, UNet, UNetConfig
-from biounet.checkpoint import load_checkpoint, save_checkpoint
-from biounet.normalize import Normalization
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.normalize import Normalization
 
 
 def test_round_trip_bit_exact(tmp_path):

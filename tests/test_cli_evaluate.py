@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from scipy import ndimage as ndi
 
 from biounet.cli import main
-from biounet.metrics import evaluate_isbi
+from biounet.evaluation.isbi import evaluate_isbi
 
 KEYS = ["pixel_error", "rand_error", "warping_error", "vrand", "vinfo"]
 

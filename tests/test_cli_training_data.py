@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from biounet.cli import main
 from biounet.synthetic import touching_cells
-from biounet.weights import WeightMapConfig, weight_maps
+from biounet.training.weight_map import WeightMapConfig, weight_maps
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from biounet.data import load_labels, load_pairs, to_instances
+from biounet.training.data import load_labels, load_pairs, to_instances
 from biounet.errors import BiounetError
 
 

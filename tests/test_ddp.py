@@ -9,12 +9,12 @@ import tifffile
 import torch
 import torch.multiprocessing as mp
 
-from biounet.checkpoint import load_checkpoint
-from biounet.config import DataConfig, TrainConfig
+from biounet.network.checkpoint import load_checkpoint
+from biounet.training.config import DataConfig, TrainConfig
 from biounet.device import make_runtime
-from biounet.model import UNet, UNetConfig
+from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
-from biounet.train import prepare_run, train
+from biounet.training.loop import prepare_run, train
 
 
 def _config(folder, batch):
@@ -43,7 +43,7 @@ def _rank(rank, world, port, folder):
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    from biounet import ddp
+    from biounet.training import ddp
 
     runtime = ddp.setup(make_runtime("cpu"))
     try:

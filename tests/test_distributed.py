@@ -10,10 +10,10 @@ import pytest
 import tifffile
 import torch
 
-from biounet import distributed
-from biounet.checkpoint import save_checkpoint
-from biounet.model import UNet, UNetConfig
-from biounet.segment import OutputOptions, TileOptions, segment_file
+from biounet.inference import dask as distributed
+from biounet.network.checkpoint import save_checkpoint
+from biounet.network.unet import UNet, UNetConfig
+from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
 pytest.importorskip("distributed")
 

@@ -4,7 +4,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label
 from skimage.segmentation import watershed
 
-from biounet.instances import InstanceOptions, label_stack
+from biounet.inference.instances import InstanceOptions, label_stack
 
 
 def canonical(labels):

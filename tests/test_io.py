@@ -3,7 +3,7 @@ import pytest
 import tifffile
 
 from biounet import BiounetError
-from biounet.io import from_array, open_image
+from biounet.io.read import from_array, open_image
 
 
 @pytest.fixture

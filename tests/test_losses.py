@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biounet.losses import WeightedCrossEntropyLoss, weighted_cross_entropy
+from biounet.training.loss import WeightedCrossEntropyLoss, weighted_cross_entropy
 
 
 def test_unit_weights_equal_cross_entropy(rng):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from biounet.contingency import contingency, information, rand_counts
-from biounet.matching import average_precision, seg_score
-from biounet.metrics import (
+from biounet.evaluation.contingency import contingency, information, rand_counts
+from biounet.evaluation.matching import average_precision, seg_score
+from biounet.evaluation.isbi import (
     MetricResult,
     evaluate_isbi,
     pixel_error,
@@ -18,8 +18,8 @@ from biounet.metrics import (
     vinfo,
     vrand,
 )
-from biounet.proposal import THRESHOLDS, WARPING_THRESHOLDS, Proposal, label_cells
-from biounet.thinning import thin_boundaries
+from biounet.evaluation.proposal import THRESHOLDS, WARPING_THRESHOLDS, Proposal, label_cells
+from biounet.evaluation.thinning import thin_boundaries
 
 ISBI_KEYS = ("pixel_error", "rand_error", "warping_error", "vrand", "vinfo")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from biounet.model import UNet, UNetConfig, center_crop, parameter_count
-from biounet.summary import layer_counts
+from biounet.network.unet import UNet, UNetConfig, center_crop, parameter_count
+from biounet.network.summary import layer_counts
 
 
 def _convs(net):
@@ -143,7 +143,7 @@ def test_upconv_relu_switch():
 
 
 def test_forward_flops_matches_counted_operations():
-    from biounet.summary import forward_flops
+    from biounet.network.summary import forward_flops
 
     for cfg, size in [
         (UNetConfig(features=4), 188),

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from biounet.model import UNet, UNetConfig
-from biounet.normalize import Normalization
-from biounet.predict import (
+from biounet.network.unet import UNet, UNetConfig
+from biounet.network.normalize import Normalization
+from biounet.inference.predictor import (
     Predictor,
     activation_bytes,
     default_window,
@@ -12,7 +12,7 @@ from biounet.predict import (
     predict,
     predict_whole,
 )
-from biounet.tiling import predict_tiled, tile_spec
+from biounet.inference.tiling import predict_tiled, tile_spec
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import zarr
 from click.testing import CliRunner
 from skimage.measure import label
 
-from biounet.checkpoint import save_checkpoint
+from biounet.network.checkpoint import save_checkpoint
 from biounet.cli import main
-from biounet.model import UNet, UNetConfig
-from biounet.predict import Predictor, predict
-from biounet.segment import OutputOptions, TileOptions, segment_file
+from biounet.network.unet import UNet, UNetConfig
+from biounet.inference.predictor import Predictor, predict
+from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from biounet import shapes
-from biounet.model import UNet, UNetConfig
+from biounet.network import shapes
+from biounet.network.unet import UNet, UNetConfig
 
 
 def test_paper_sizes_572():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from biounet import shapes
-from biounet.model import UNet, UNetConfig
-from biounet.predict import Predictor, predict_whole
-from biounet.tiling import (
+from biounet.network import shapes
+from biounet.network.unet import UNet, UNetConfig
+from biounet.inference.predictor import Predictor, predict_whole
+from biounet.inference.tiling import (
     TileSpec,
     predict_tiled,
     read_window,

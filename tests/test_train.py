@@ -7,14 +7,14 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from biounet.augment import AugmentConfig
-from biounet.checkpoint import load_checkpoint
+from biounet.training.augment import AugmentConfig
+from biounet.network.checkpoint import load_checkpoint
 from biounet.cli import main
-from biounet.config import DataConfig, TrainConfig, dump_config, load_config
+from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
 from biounet.device import make_runtime
-from biounet.model import UNet, UNetConfig
+from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
-from biounet.train import TileDataset, prepare_run, train
+from biounet.training.loop import TileDataset, prepare_run, train
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_resume_equals_uninterrupted(tmp_path, data):
 
 
 def test_resumed_run_keeps_counting_time(tmp_path, data):
-    from biounet.runlog import read_log, training_seconds
+    from biounet.training.runlog import read_log, training_seconds
 
     cfg = small_config(data)
     prepare_run(cfg, tmp_path / "r")
@@ -87,7 +87,7 @@ def test_resumed_run_keeps_counting_time(tmp_path, data):
 
 
 def test_training_seconds_sums_restarted_sessions():
-    from biounet.runlog import training_seconds
+    from biounet.training.runlog import training_seconds
 
     records = [{"seconds": 1.0}, {"val_rand_error": 0.1}, {"seconds": 4.0}, {"seconds": 2.5}]
     assert training_seconds(records) == 6.5
@@ -117,9 +117,9 @@ def test_checkpoint_and_run_folder(tmp_path, data):
 
 
 def test_samples_are_a_function_of_seed_and_index(data):
-    from biounet.data import load_pairs
-    from biounet.normalize import normalize
-    from biounet.weights import weight_maps
+    from biounet.training.data import load_pairs
+    from biounet.network.normalize import normalize
+    from biounet.training.weight_map import weight_maps
 
     cfg = small_config(data)
     samples = load_pairs(data / "img.tif", data / "lab.tif", label_kind="instance")
@@ -274,7 +274,7 @@ def test_cli_sigterm_stops_cleanly_and_resumes(tmp_path, data, target):
 def test_worker_hook_silences_only_broken_connections(monkeypatch, capsys):
     import sys
 
-    from biounet.train import quiet_broken_connections
+    from biounet.training.loop import quiet_broken_connections
 
     monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
     quiet_broken_connections(0)

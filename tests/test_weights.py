@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from biounet.borders import (
+from biounet.training.borders import (
     NEGLIGIBLE,
     _border_weight_naive,
     border_weight,
@@ -13,7 +13,7 @@ from biounet.borders import (
     separation_borders,
     two_nearest_distances,
 )
-from biounet.weights import (
+from biounet.training.weight_map import (
     Target,
     WeightMapConfig,
     balanced_class_weights,
@@ -266,7 +266,7 @@ def test_config_validation_and_round_trip():
 
 
 def test_disk_cache_reuses_and_recovers(tmp_path, monkeypatch):
-    import biounet.weights as weights_module
+    import biounet.training.weight_map as weights_module
 
     labels = [two_squares(gap=3), two_squares(gap=1)]
     first = weight_maps(labels, cache_dir=tmp_path)

@@ -62,7 +62,7 @@ def command(
       biounet evaluate membrane-prob.tif train-labels.tif --invert
       biounet evaluate labels.tif gt-instances.tif --metrics seg
     """
-    from biounet.evaluate import evaluate_files, format_table, parse_metrics
+    from biounet.evaluation.files import evaluate_files, format_table, parse_metrics
 
     result = evaluate_files(
         prediction,

@@ -218,9 +218,9 @@ def command(
     import logging
 
     from biounet.device import make_runtime
-    from biounet.instances import InstanceOptions
-    from biounet.models import default_model_path
-    from biounet.segment import OutputOptions, TileOptions, segment_file
+    from biounet.inference.instances import InstanceOptions
+    from biounet.network.bundled import default_model_path
+    from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
     files = _inputs(inputs)
     targets = _targets(files, out, kind, fmt)
@@ -253,7 +253,7 @@ def command(
     run = partial(segment_file, model=model, runtime=runtime)
     client = cluster = None
     if workers or scheduler:
-        from biounet.distributed import local_threads, predict_distributed, start_client
+        from biounet.inference.dask import local_threads, predict_distributed, start_client
 
         if workers is not None and workers < 1:
             raise BiounetError(f"--workers {workers}: must be at least 1")
@@ -283,7 +283,7 @@ def command(
                 raise BiounetError(f"{source}: {exc}") from None
             click.echo(summary.line())
             if preview:
-                from biounet.overlay import render_overlay
+                from biounet.viz.overlay import render_overlay
 
                 png = target.with_suffix(".png")
                 render_overlay(source, target, png, kind=kind)
@@ -296,6 +296,6 @@ def command(
 
 
 def _load_model(path: Path):
-    from biounet.model import UNet
+    from biounet.network.unet import UNet
 
     return UNet.from_checkpoint(path)

@@ -127,10 +127,10 @@ def command(
       biounet train --resume runs/isbi --iterations 8000
       torchrun --nproc-per-node 2 -m biounet train --config run.yaml --out runs/ddp
     """
-    from biounet import ddp
-    from biounet.config import apply_overrides, load_config
+    from biounet.training import ddp
+    from biounet.training.config import apply_overrides, load_config
     from biounet.device import make_runtime
-    from biounet.train import CONFIG_NAME, prepare_run, train
+    from biounet.training.loop import CONFIG_NAME, prepare_run, train
 
     if (out is None) == (resume is None):
         raise BiounetError("give either --out RUN_DIR for a new run or --resume RUN_DIR")
@@ -138,7 +138,7 @@ def command(
     if resume is not None:
         config = load_config(resume / CONFIG_NAME)
     else:
-        from biounet.config import TrainConfig
+        from biounet.training.config import TrainConfig
 
         config = load_config(config_path) if config_path else TrainConfig()
     try:
@@ -228,8 +228,8 @@ def _stop_on_sigterm():
 
 def _interrupted(run_dir: Path) -> str:
     """The one-line message for an interrupted run: where it can continue from."""
-    from biounet.checkpoint import load_checkpoint
-    from biounet.train import LATEST
+    from biounet.network.checkpoint import load_checkpoint
+    from biounet.training.loop import LATEST
 
     latest = Path(run_dir) / LATEST
     if not latest.is_file():

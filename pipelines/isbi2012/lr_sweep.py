@@ -14,11 +14,11 @@ import json
 import logging
 from pathlib import Path
 
-from biounet.config import DataConfig, TrainConfig
+from biounet.training.config import DataConfig, TrainConfig
 from biounet.device import make_runtime
-from biounet.model import UNetConfig
-from biounet.runlog import read_log
-from biounet.train import prepare_run, train
+from biounet.network.unet import UNetConfig
+from biounet.training.runlog import read_log
+from biounet.training.loop import prepare_run, train
 
 
 def main() -> None:

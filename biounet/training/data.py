@@ -60,7 +60,7 @@ class Sample:
     ----------
     image : ndarray of shape (C, M, N)
         The image as stored (dtype kept; scale it with
-        :func:`biounet.normalize.normalize`), channels first; C = 1 for
+        :func:`biounet.network.normalize.normalize`), channels first; C = 1 for
         grey-value images.
     instances : ndarray of shape (M, N), int32
         0 = background, 1..K objects.

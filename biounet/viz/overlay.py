@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.atomic import atomic_output
-from biounet.io import open_image
+from biounet.io.atomic import atomic_output
+from biounet.io.read import open_image
 
 #: Longest side of the preview in pixels; larger images are subsampled.
 PREVIEW_SIZE = 1024

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from biounet.atomic import atomic_output
+from biounet.io.atomic import atomic_output
 
 LOG_NAME = "metrics.jsonl"
 PLOT_NAME = "training.png"

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from biounet.proposal import as_stack
+from biounet.evaluation.proposal import as_stack
 
 #: IoU thresholds of :func:`average_precision`: 0.5, 0.55, ..., 0.95.
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from biounet import shapes
-from biounet.model import UNetConfig, parameter_count
+from biounet.network import shapes
+from biounet.network.unet import UNetConfig, parameter_count
 
 
 def layer_counts(config: UNetConfig) -> dict[str, int]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.atomic import atomic_output, check_writable
-from biounet.augment import AugmentConfig, random_tile
-from biounet.data import Foreground, LabelKind, load_labels, load_pairs
+from biounet.io.atomic import atomic_output, check_writable
+from biounet.training.augment import AugmentConfig, random_tile
+from biounet.training.data import Foreground, LabelKind, load_labels, load_pairs
 from biounet.errors import BiounetError
-from biounet.normalize import Normalization, normalize
-from biounet.weights import WeightMapConfig, weight_maps
+from biounet.network.normalize import Normalization, normalize
+from biounet.training.weight_map import WeightMapConfig, weight_maps
 
 __all__ = ["write_weight_maps", "write_augment_grid"]
 
@@ -59,7 +59,7 @@ def write_weight_maps(
         (Z, M, N). The class weights are balanced over all planes.
     config : WeightMapConfig
     label_kind, foreground : str
-        As :func:`biounet.data.load_pairs`.
+        As :func:`biounet.training.data.load_pairs`.
     image : path, optional
         The matching image or stack, shown in the figure.
     figure : path, optional
@@ -103,7 +103,7 @@ def write_weight_maps(
     with atomic_output(output, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, stack[0] if len(targets) == 1 else stack, photometric="minisblack")
     if figure is not None:
-        from biounet.figures import weight_map_figure
+        from biounet.viz.figures import weight_map_figure
 
         chosen = targets[plane]
         weight_map_figure(
@@ -150,7 +150,7 @@ def write_augment_grid(
     Parameters
     ----------
     images, labels : path
-        As :func:`biounet.data.load_pairs` (`labels` None: CTC layout).
+        As :func:`biounet.training.data.load_pairs` (`labels` None: CTC layout).
     figure : path
         PNG to write.
     input_size, output_size : int
@@ -162,7 +162,7 @@ def write_augment_grid(
     seed : int
         Seed of the random generator.
     label_kind, foreground : str
-        As :func:`biounet.data.load_pairs`.
+        As :func:`biounet.training.data.load_pairs`.
     normalization : Normalization, optional
     dpi : int
         Resolution of the figure.
@@ -196,7 +196,7 @@ def write_augment_grid(
                 config=augment,
             )
         )
-    from biounet.figures import augment_figure
+    from biounet.viz.figures import augment_figure
 
     parts = []
     if augment.elastic:

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from biounet._dataclasses import from_plain
-from biounet.augment import AugmentConfig
+from biounet.plain import from_plain
+from biounet.training.augment import AugmentConfig
 from biounet.errors import BiounetError
-from biounet.model import UNetConfig
-from biounet.normalize import Normalization
-from biounet.weights import WeightMapConfig
+from biounet.network.unet import UNetConfig
+from biounet.network.normalize import Normalization
+from biounet.training.weight_map import WeightMapConfig
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DataConfig:
     ----------
     images, labels : str
         Training images and labels (stack, file or folder; see
-        :func:`biounet.data.load_pairs`). ``labels`` may be empty for the
+        :func:`biounet.training.data.load_pairs`). ``labels`` may be empty for the
         Cell Tracking Challenge layout.
     val_images, val_labels : str, optional
         Held-out validation pairs.

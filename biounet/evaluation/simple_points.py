@@ -21,7 +21,7 @@ import functools
 import numpy as np
 from scipy import ndimage as ndi
 
-from biounet.proposal import FOUR
+from biounet.evaluation.proposal import FOUR
 
 #: (row, column) offsets of the 8 neighbours; bit b of a neighbourhood code is OFFSETS[b].
 OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))

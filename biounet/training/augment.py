@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from biounet._dataclasses import from_plain
-from biounet.elastic import control_displacements, displacement_field
+from biounet.plain import from_plain
+from biounet.training.elastic import control_displacements, displacement_field
 
 __all__ = [
     "AugmentConfig",
@@ -399,13 +399,13 @@ def random_tile(
     Parameters
     ----------
     image : ndarray of shape (C, M, N), float
-        Grey values scaled to [0, 1] (:func:`biounet.normalize.normalize`).
+        Grey values scaled to [0, 1] (:func:`biounet.network.normalize.normalize`).
     classes : ndarray of shape (M, N), int
-        Class map (:attr:`biounet.weights.Target.classes`).
+        Class map (:attr:`biounet.training.weight_map.Target.classes`).
     weights : ndarray of shape (M, N), float
-        Weight map (:attr:`biounet.weights.Target.weights`).
+        Weight map (:attr:`biounet.training.weight_map.Target.weights`).
     input_size, output_size : int
-        Tile sizes of the network (:func:`biounet.shapes.output_size`: 572
+        Tile sizes of the network (:func:`biounet.network.shapes.output_size`: 572
         -> 388 for the paper's network; equal for ``padding="same"``).
     rng : numpy.random.Generator
         The only source of randomness.

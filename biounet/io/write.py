@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.io import PixelSize
+from biounet.io.read import PixelSize
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
 

@@ -2,7 +2,7 @@
 
 The output is cut into blocks of whole tiles. Each Dask task opens the input
 (the path must be readable by the workers, e.g. on a shared file system),
-reads its block plus the halo, runs :func:`biounet.predict.predict_region`
+reads its block plus the halo, runs :func:`biounet.inference.predictor.predict_region`
 and writes the block into a chunked OME-Zarr store whose chunks are the
 tiles, so no two tasks write the same chunk. Because block starts lie on the
 tile grid, the result equals the single-process result exactly. The model is
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from biounet.atomic import atomic_output, check_writable
+from biounet.io.atomic import atomic_output, check_writable
 from biounet.errors import BiounetError
-from biounet.io import open_image
-from biounet.model import UNet
-from biounet.segment import (
+from biounet.io.read import open_image
+from biounet.network.unet import UNet
+from biounet.inference.files import (
     OutputOptions,
     PredictSummary,
     TileOptions,
@@ -42,8 +42,8 @@ from biounet.segment import (
     label_store,
     output_layout,
 )
-from biounet.tiling import TileSpec, tile_grid
-from biounet.writers import Layout, create_zarr
+from biounet.inference.tiling import TileSpec, tile_grid
+from biounet.io.write import Layout, create_zarr
 
 #: Output tiles per block side: a task predicts BLOCK_TILES**2 tiles.
 BLOCK_TILES = 4
@@ -109,9 +109,9 @@ def _predictor(blob: dict[str, Any], job: _Job) -> Any:
         import torch
 
         from biounet.device import make_runtime
-        from biounet.model import UNetConfig
-        from biounet.normalize import Normalization
-        from biounet.predict import Predictor
+        from biounet.network.unet import UNetConfig
+        from biounet.network.normalize import Normalization
+        from biounet.inference.predictor import Predictor
 
         if job.threads:
             torch.set_num_threads(job.threads)
@@ -126,7 +126,7 @@ def predict_block(blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols
     """Dask task: predict one block and write it into the store; return its pixel count."""
     import zarr
 
-    from biounet.predict import predict_region
+    from biounet.inference.predictor import predict_region
 
     predictor = _predictor(blob, job)
     with open_image(job.input, axes=job.axes) as source:
@@ -179,12 +179,12 @@ def predict_distributed(
     overwrite: bool = False,
     progress: bool = False,
 ) -> PredictSummary:
-    """Segment one TIFF with a Dask cluster; same result as :func:`biounet.segment.segment_file`.
+    """Segment one TIFF with a Dask cluster; same result as :func:`biounet.inference.files.segment_file`.
 
     Parameters
     ----------
     input_path, output_path, model, tiles, output, axes, overwrite, progress
-        As for :func:`biounet.segment.segment_file`.
+        As for :func:`biounet.inference.files.segment_file`.
     client : distributed.Client
     device : str
         Device spec resolved on each worker (``cpu``, ``cuda``, ...).

@@ -7,7 +7,7 @@ A checkpoint is a ``torch.save`` dict of plain values and tensors::
      "model_config": {...},        # UNetConfig as a dict
      "normalization": {...},       # Normalization as a dict
      "model_state": {...},         # state_dict
-     ...}                          # training state, if any (see biounet.train)
+     ...}                          # training state, if any (see biounet.training.loop)
 
 It is read with ``torch.load(..., weights_only=True)``, so a file from a
 stranger cannot run code when it is loaded. Files are written atomically.
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from biounet import __version__
-from biounet.atomic import atomic_output
+from biounet.io.atomic import atomic_output
 from biounet.errors import BiounetError
-from biounet.model import UNet, UNetConfig
-from biounet.normalize import Normalization
+from biounet.network.unet import UNet, UNetConfig
+from biounet.network.normalize import Normalization
 
 FORMAT = "biounet-checkpoint"
 FORMAT_VERSION = 1

@@ -16,9 +16,9 @@ Choices (see docs/weight_map.md):
   class; explicit per-class weights are used as given.
 * The border term is added to background pixels only, with the distances
   measured to the *separated* objects, i.e. to the objects as they appear
-  in the target (:mod:`biounet.borders`).
+  in the target (:mod:`biounet.training.borders`).
 * Instances are required (PAPER.md ambiguity 3): binary masks are turned
-  into instances by :mod:`biounet.data` (4-connected components).
+  into instances by :mod:`biounet.training.data` (4-connected components).
 * The weight map is used on ISBI EM as well (ambiguity 4): w0 = 10, sigma = 5.
 """
 
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from biounet._dataclasses import from_plain
-from biounet.atomic import atomic_output
-from biounet.borders import border_weight, separate_instances, separation_borders
+from biounet.plain import from_plain
+from biounet.io.atomic import atomic_output
+from biounet.training.borders import border_weight, separate_instances, separation_borders
 
 __all__ = [
     "WeightMapConfig",

@@ -18,16 +18,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from biounet.atomic import atomic_output, check_writable
+from biounet.io.atomic import atomic_output, check_writable
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.instances import InstanceOptions, label_stack
-from biounet.io import ImageSource, open_image
-from biounet.model import UNet
-from biounet.predict import Predictor, plan_tiles
-from biounet.tiling import TileSpec, iter_predictions, tile_grid
-from biounet.tta import TTA
-from biounet.writers import COMPRESSIONS, Layout, create_zarr, write_tiff
+from biounet.inference.instances import InstanceOptions, label_stack
+from biounet.io.read import ImageSource, open_image
+from biounet.network.unet import UNet
+from biounet.inference.predictor import Predictor, plan_tiles
+from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
+from biounet.inference.tta import TTA
+from biounet.io.write import COMPRESSIONS, Layout, create_zarr, write_tiff
 
 #: TIFF tiles are multiples of 16 pixels.
 TIFF_TILE_UNIT = 16
@@ -70,7 +70,7 @@ class OutputOptions:
         ``probabilities``: the foreground probability (two classes) or all
         class probabilities (more classes, as a trailing sample axis).
         ``mask``: 0/255 foreground mask (two classes) or the class index.
-        ``labels``: instance labels (see :mod:`biounet.instances`).
+        ``labels``: instance labels (see :mod:`biounet.inference.instances`).
     dtype : {'float32', 'uint16', 'uint8'}
         Probabilities as floats or scaled to the integer range.
     instances : InstanceOptions
@@ -205,7 +205,7 @@ def check_channels(source: ImageSource, model: UNet) -> None:
 def file_tiles(
     source: ImageSource, model: UNet, tiles: TileOptions, runtime: Runtime | None = None
 ) -> TileSpec:
-    """Tile geometry for a file: as :func:`biounet.predict.plan_tiles`, TIFF-tile aligned."""
+    """Tile geometry for a file: as :func:`biounet.inference.predictor.plan_tiles`, TIFF-tile aligned."""
     return plan_tiles(
         model.config,
         (source.height, source.width),
@@ -279,7 +279,7 @@ def segment_file(
     Parameters
     ----------
     input_path : str or Path
-        2D image, stack or multichannel TIFF (see :func:`biounet.io.open_image`).
+        2D image, stack or multichannel TIFF (see :func:`biounet.io.read.open_image`).
     output_path : str or Path
         Destination; written under a temporary name and renamed when complete.
     model : UNet

@@ -13,9 +13,9 @@ leaderboard's warping, Rand and pixel errors):
   per-slice mean (macro-average), after border thinning;
 - thresholds 0.0, 0.1, ..., 1.0 (11 levels; warping: 0.0, ..., 0.9).
 
-See :mod:`biounet.contingency` for the pair counts (self-pairs, singletons),
-:mod:`biounet.thinning` for border thinning, :mod:`biounet.warping` for the
-warping error and :mod:`biounet.matching` for the Cell Tracking Challenge SEG
+See :mod:`biounet.evaluation.contingency` for the pair counts (self-pairs, singletons),
+:mod:`biounet.evaluation.thinning` for border thinning, :mod:`biounet.evaluation.warping_error` for the
+warping error and :mod:`biounet.evaluation.matching` for the Cell Tracking Challenge SEG
 measure and average precision.
 
 References
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from biounet.contingency import RandCounts, contingency, information, rand_counts
-from biounet.proposal import (
+from biounet.evaluation.contingency import RandCounts, contingency, information, rand_counts
+from biounet.evaluation.proposal import (
     THRESHOLDS,
     WARPING_THRESHOLDS,
     Proposal,
@@ -40,7 +40,7 @@ from biounet.proposal import (
     instance_ground_truth,
     label_cells,
 )
-from biounet.thinning import thin_boundaries
+from biounet.evaluation.thinning import thin_boundaries
 
 #: Metric names accepted by :func:`evaluate_isbi`, and their result keys.
 METRICS = {
@@ -149,7 +149,7 @@ def pixel_error(
     ----------
     prediction : ndarray of shape (M, N) or (P, M, N)
         Probability map (float, high = cell) or label image (integer, 0 =
-        boundary); see :class:`biounet.proposal.Proposal`.
+        boundary); see :class:`biounet.evaluation.proposal.Proposal`.
     ground_truth : ndarray, same shape
         Cells > 0 (e.g. 255), membranes 0.
     thresholds : iterable of float
@@ -203,7 +203,7 @@ def rand_error(
 ) -> MetricResult:
     """Foreground-restricted Rand error of the old ISBI leaderboard.
 
-    ``1 - max F`` of the pair counts of :func:`biounet.contingency.rand_counts`
+    ``1 - max F`` of the pair counts of :func:`biounet.evaluation.contingency.rand_counts`
     (self-pairs, proposal-boundary pixels as singletons), summed over slices.
     Proposal segments are the 4-connected cells of ``p > threshold`` (or the
     labels), without thinning. Parameters as in :func:`pixel_error`.
@@ -241,7 +241,7 @@ def vrand(
 ) -> MetricResult:
     """V_rand after border thinning (new ISBI leaderboard; higher is better).
 
-    The Rand F-score of each slice after :func:`biounet.thinning.thin_boundaries`,
+    The Rand F-score of each slice after :func:`biounet.evaluation.thinning.thin_boundaries`,
     averaged over the slices that have cells, maximised over thresholds.
     Parameters as in :func:`pixel_error`.
 
@@ -281,9 +281,9 @@ def seg_measure(
 
     Objects are the 4-connected cells of ``p > threshold`` (or the labels);
     reference objects are the ground-truth labels (or the 4-connected cells
-    of a binary mask). See :func:`biounet.matching.seg_score`.
+    of a binary mask). See :func:`biounet.evaluation.matching.seg_score`.
     """
-    from biounet.matching import seg_sums
+    from biounet.evaluation.matching import seg_sums
 
     proposal = Proposal.from_array(prediction, kind=kind)
     ref = instance_ground_truth(ground_truth)
@@ -350,7 +350,7 @@ def evaluate_isbi(
     >>> r["threshold"]["pixel_error"], r["per_threshold"]["vrand"]["1.0"]
     (0.0, 1.0)
     """
-    from biounet.warping import warping_errors
+    from biounet.evaluation.warping_error import warping_errors
 
     proposal, gt = _inputs(prediction, ground_truth, kind)
     thresholds = tuple(thresholds)

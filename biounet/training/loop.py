@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from biounet import ddp
-from biounet.atomic import check_writable
-from biounet.checkpoint import load_checkpoint, save_checkpoint
-from biounet.config import TrainConfig, dump_config
-from biounet.data import Sample, load_pairs
+from biounet.training import ddp
+from biounet.io.atomic import check_writable
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.training.config import TrainConfig, dump_config
+from biounet.training.data import Sample, load_pairs
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.losses import weighted_cross_entropy
-from biounet.model import UNet
-from biounet.normalize import normalize
-from biounet.runlog import append_log, plot_log, truncate_log
+from biounet.training.loss import weighted_cross_entropy
+from biounet.network.unet import UNet
+from biounet.network.normalize import normalize
+from biounet.training.runlog import append_log, plot_log, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TileDataset(torch.utils.data.Dataset):
     ----------
     images : list of ndarray of shape (C, M, N), float32
         Normalised training images.
-    targets : list of biounet.weights.Target
+    targets : list of biounet.training.weight_map.Target
         Their classes and weight maps.
     config : TrainConfig
     """
@@ -64,7 +64,7 @@ class TileDataset(torch.utils.data.Dataset):
         self.p = areas / areas.sum()  # every pixel equally likely to be in a tile
 
     def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from biounet.augment import random_tile
+        from biounet.training.augment import random_tile
 
         rng = np.random.default_rng([self.config.seed, g])
         k = int(rng.choice(len(self.images), p=self.p))
@@ -82,7 +82,7 @@ class TileDataset(torch.utils.data.Dataset):
 
 
 class _Indices(torch.utils.data.Sampler):
-    """Global sample indices of this rank from `start` step on (see :mod:`biounet.ddp`)."""
+    """Global sample indices of this rank from `start` step on (see :mod:`biounet.training.ddp`)."""
 
     def __init__(self, start: int, stop: int, batch: int, rank: int, world: int) -> None:
         self.start, self.stop, self.batch, self.rank, self.world = start, stop, batch, rank, world
@@ -143,8 +143,8 @@ def validate(
     slices, as the ISBI scripts do); with mixed sizes, per image and averaged.
     runtime : Runtime
     """
-    from biounet.metrics import pixel_error, rand_error
-    from biounet.predict import predict
+    from biounet.evaluation.isbi import pixel_error, rand_error
+    from biounet.inference.predictor import predict
 
     model.eval()
     probs = []
@@ -321,7 +321,7 @@ def train(
 
 
 def _targets(config: TrainConfig, samples: list[Sample], run_dir: Path) -> list[Any]:
-    from biounet.weights import weight_maps
+    from biounet.training.weight_map import weight_maps
 
     return weight_maps([s.instances for s in samples], config.weights, cache_dir=run_dir / "cache")
 

@@ -1,7 +1,7 @@
 """Score a prediction TIFF against a ground-truth TIFF (``biounet evaluate``).
 
 Reads both files, checks them with one-line :class:`BiounetError` messages
-that name the file, runs :func:`biounet.metrics.evaluate_isbi` and formats the
+that name the file, runs :func:`biounet.evaluation.isbi.evaluate_isbi` and formats the
 result as a table. Whole stacks are held in memory.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.atomic import atomic_output, check_writable
+from biounet.io.atomic import atomic_output, check_writable
 from biounet.errors import BiounetError
-from biounet.metrics import ISBI_METRICS, METRICS, evaluate_isbi, threshold_key
+from biounet.evaluation.isbi import ISBI_METRICS, METRICS, evaluate_isbi, threshold_key
 
 _BETTER = {"vrand": "higher", "vinfo": "higher", "seg": "higher"}
 
@@ -130,7 +130,7 @@ def evaluate_files(
         Binary cell mask (cells > 0, e.g. 255; membranes 0) for the ISBI
         metrics, instance labels for ``seg``; same shape.
     metrics : list of str, optional
-        Names from :data:`biounet.metrics.METRICS`. Default: the five ISBI
+        Names from :data:`biounet.evaluation.isbi.METRICS`. Default: the five ISBI
         metrics, which need a binary ground truth; ``seg`` (instance labels)
         only when asked for, since any grey image would pass as labels.
     kind : {"auto", "probability", "labels"}
@@ -144,7 +144,7 @@ def evaluate_files(
     Returns
     -------
     result : dict
-        As :func:`biounet.metrics.evaluate_isbi`, with the file names in
+        As :func:`biounet.evaluation.isbi.evaluate_isbi`, with the file names in
         ``details``.
     """
     pred_path, gt_path = Path(prediction), Path(ground_truth)

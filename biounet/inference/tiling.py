@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet import shapes
+from biounet.network import shapes
 
 #: A batch predictor: raw windows (N, C, sy, sx) -> outputs (N, K, oy, ox), oy >= tile,
 #: output index 0 at window position ``context``.
@@ -81,7 +81,7 @@ def tile_spec(
     window : int or (int, int)
         Network input size per axis; must be valid for the network.
     depth, padding
-        The network's depth and padding (see :class:`biounet.model.UNetConfig`).
+        The network's depth and padding (see :class:`biounet.network.unet.UNetConfig`).
     unit : int
         Make tiles multiples of `unit` too (16 for TIFF tiles).
 

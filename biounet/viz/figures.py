@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.atomic import atomic_output
-from biounet.borders import separation_borders
+from biounet.io.atomic import atomic_output
+from biounet.training.borders import separation_borders
 
 __all__ = ["weight_map_figure", "augment_figure"]
 
@@ -65,7 +65,7 @@ def weight_map_figure(
     instances : ndarray of shape (M, N), int
         The objects before separation.
     classes, weights : ndarray of shape (M, N)
-        The target (:class:`biounet.weights.Target`).
+        The target (:class:`biounet.training.weight_map.Target`).
     image : ndarray of shape (M, N) or (C, M, N), optional
     crop : tuple of slice, optional
         Show only this region (rows, columns).
@@ -127,7 +127,7 @@ def augment_figure(
     path : path
         PNG file to write.
     tiles : sequence of (image (C, s, s), target (o, o), weights (o, o))
-        As returned by :func:`biounet.augment.random_tile`.
+        As returned by :func:`biounet.training.augment.random_tile`.
     title : str
     dpi : int
 

@@ -3,7 +3,7 @@
 :class:`Predictor` turns raw input windows into class probabilities
 (normalisation, device, precision, test-time averaging); :func:`plan_tiles`
 chooses the tile geometry; :func:`predict` and :func:`predict_region` apply
-both over any sliceable image with :mod:`biounet.tiling`. The result does not
+both over any sliceable image with :mod:`biounet.inference.tiling`. The result does not
 depend on the tile size: tiled output equals whole-image output
 (:func:`predict_whole`) because tile origins stay on the max-pooling grid.
 """
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from biounet import shapes
+from biounet.network import shapes
 from biounet.device import Runtime, make_runtime
-from biounet.io import ImageSource, from_array
-from biounet.model import UNet, UNetConfig
-from biounet.tiling import TileSpec, predict_tiled, reflect_indices, tile_context, tile_spec
-from biounet.tta import TTA, TTA_CHOICES, dihedral_transforms, rot7_angles, rotate
+from biounet.io.read import ImageSource, from_array
+from biounet.network.unet import UNet, UNetConfig
+from biounet.inference.tiling import TileSpec, predict_tiled, reflect_indices, tile_context, tile_spec
+from biounet.inference.tta import TTA, TTA_CHOICES, dihedral_transforms, rot7_angles, rotate
 
 #: Peak activation memory of a forward pass, in 4-byte floats per input pixel and
 #: per feature channel of the first level: the live tensors of the top expansive
@@ -127,7 +127,7 @@ class Predictor:
     runtime : Runtime, optional
         Device and precision; default CPU, float32.
     tta : {'none', 'd4', 'rot7'}
-        Test-time averaging (see :mod:`biounet.tta`).
+        Test-time averaging (see :mod:`biounet.inference.tta`).
     dtype : torch.dtype
         Compute dtype without AMP (``torch.float64`` for exactness tests).
 
@@ -135,7 +135,7 @@ class Predictor:
     -----
     Call it with an array of shape (N, C, sy, sx) in the image's dtype; it
     returns float32 (or `dtype`) probabilities of shape (N, K, oy, ox) whose
-    index 0 is window position ``context`` (:func:`biounet.tiling.tile_context`).
+    index 0 is window position ``context`` (:func:`biounet.inference.tiling.tile_context`).
     With ``tta="rot7"`` the windows must be read with the larger geometry that
     :meth:`read_spec` returns.
     """
@@ -262,7 +262,7 @@ class _PlaneView:
 
 
 def plane_view(source: ImageSource, plane: int) -> _PlaneView:
-    """One plane of `source` as a (C, H, W) array-like for :func:`biounet.tiling.predict_tiled`."""
+    """One plane of `source` as a (C, H, W) array-like for :func:`biounet.inference.tiling.predict_tiled`."""
     return _PlaneView(source, plane)
 
 

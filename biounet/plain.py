@@ -13,7 +13,7 @@ def from_plain(cls: type[T], values: dict[str, Any], *, what: str | None = None)
 
     Examples
     --------
-    >>> from biounet.normalize import Normalization
+    >>> from biounet.network.normalize import Normalization
     >>> from_plain(Normalization, {"mode": "fixed", "high": 255})
     Normalization(mode='fixed', low=0.0, high=255)
     >>> from_plain(Normalization, {"hihg": 1})

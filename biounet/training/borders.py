@@ -5,7 +5,7 @@ w0 * exp(-(d1(x) + d2(x))**2 / (2 * sigma**2))`` "forces the network to
 learn the small separation borders that we introduce between touching
 cells"; ``d1`` and ``d2`` are the distances to the border of the nearest and
 the second-nearest cell. This module computes the geometric part: the
-separation borders and the border term. :mod:`biounet.weights` adds the
+separation borders and the border term. :mod:`biounet.training.weight_map` adds the
 class balance and builds the training target.
 
 Separation (PAPER.md item 19, the rule of the authors' 2019 code): an object

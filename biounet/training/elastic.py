@@ -8,7 +8,7 @@ then computed using bicubic interpolation."
 The control points span the tile corner to corner; the per-pixel field is
 their tensor-product cubic-spline interpolation, the same field as
 ``elasticdeform.deform_grid`` computes for the same control points.
-:mod:`biounet.augment` composes it with the other augmentations.
+:mod:`biounet.training.augment` composes it with the other augmentations.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from biounet import shapes
-from biounet._dataclasses import from_plain
-from biounet.normalize import Normalization
+from biounet.network import shapes
+from biounet.plain import from_plain
+from biounet.network.normalize import Normalization
 
 Flavour = Literal["paper", "release"]
 
@@ -216,7 +216,7 @@ class UNet(nn.Module):
         Parameters
         ----------
         x : Tensor of shape (N, C, H, W)
-            H and W must be valid input sizes (see :mod:`biounet.shapes`).
+            H and W must be valid input sizes (see :mod:`biounet.network.shapes`).
 
         Returns
         -------
@@ -250,7 +250,7 @@ class UNet(nn.Module):
             If the file is missing, unreadable, not a biounet checkpoint, or
             its weights do not fit its stored architecture.
         """
-        from biounet.checkpoint import load_model
+        from biounet.network.checkpoint import load_model
 
         return load_model(path, map_location=map_location)
 

@@ -8,7 +8,7 @@ in its 3x3 neighbourhood without the centre, the foreground 4-components that
 touch its four 4-neighbours number exactly one (T4 = 1) and the background
 8-components number exactly one (T8bar = 1).
 
-The simple-point test is tabulated in :mod:`biounet.simple_points`.
+The simple-point test is tabulated in :mod:`biounet.evaluation.simple_points`.
 
 Warping, per slice and threshold (PAPER.md section 3.4): pad L and T by one
 background pixel; repeat passes until no mismatch is left or a pass flips
@@ -42,8 +42,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from biounet.proposal import FOUR, WARPING_THRESHOLDS, Proposal, binary_ground_truth
-from biounet.simple_points import OFFSETS, neighbourhood_codes, simple_point_table
+from biounet.evaluation.proposal import FOUR, WARPING_THRESHOLDS, Proposal, binary_ground_truth
+from biounet.evaluation.simple_points import OFFSETS, neighbourhood_codes, simple_point_table
 
 #: Names of the codes returned by :func:`classify_warping_errors` (index = code).
 WARPING_ERROR_KINDS = (
@@ -367,7 +367,7 @@ def warping_error(
 
     Returns
     -------
-    result : biounet.metrics.MetricResult
+    result : biounet.evaluation.isbi.MetricResult
         ``best`` (lowest error), its ``threshold`` and ``per_threshold``.
 
     Examples
@@ -377,7 +377,7 @@ def warping_error(
     >>> print(warping_error(merged, gt))
     0.102041 (labels)
     """
-    from biounet.metrics import MetricResult
+    from biounet.evaluation.isbi import MetricResult
 
     if variant not in ("splits_mergers", "classic"):
         raise ValueError(f"variant: expected splits_mergers or classic, got {variant!r}")
