@@ -34,10 +34,10 @@ import numpy as np
 import tifffile
 import torch
 
-from biounet.network.checkpoint import save_checkpoint
-from biounet.network.unet import UNet, UNetConfig
 from biounet.inference.predictor import Predictor, predict, predict_whole
+from biounet.network.checkpoint import save_checkpoint
 from biounet.network.summary import forward_flops
+from biounet.network.unet import UNet, UNetConfig
 
 
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:

@@ -59,8 +59,8 @@ def load_data(isbi_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray
         samples = load_pairs(volume, labels)[:n]
         images = [s.image.astype(np.float32) / 255 for s in samples]
         return images, [s.instances for s in samples], f"ISBI 2012 ({isbi_dir})"
-    from biounet.training.borders import separate_instances
     from biounet.synthetic import touching_cells
+    from biounet.training.borders import separate_instances
 
     rng = np.random.default_rng(0)
     images, instances = [], []
@@ -174,11 +174,11 @@ def bench_step(
     """
     import torch
 
-    from biounet.training.config import TrainConfig
     from biounet.device import make_runtime
-    from biounet.training.loss import weighted_cross_entropy
     from biounet.network.unet import UNet, UNetConfig
+    from biounet.training.config import TrainConfig
     from biounet.training.loop import TileDataset, _Indices
+    from biounet.training.loss import weighted_cross_entropy
     from biounet.training.weight_map import weight_maps
 
     cfg = TrainConfig(model=UNetConfig(features=features), workers=workers)

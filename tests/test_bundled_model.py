@@ -8,12 +8,12 @@ import tifffile
 import torch
 from click.testing import CliRunner
 
-from biounet.network.checkpoint import load_checkpoint
 from biounet.cli import main
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.network.unet import UNet, UNetConfig
-from biounet.network.bundled import BUNDLED, default_model_path
 from biounet.inference.predictor import predict
+from biounet.network.bundled import BUNDLED, default_model_path
+from biounet.network.checkpoint import load_checkpoint
+from biounet.network.unet import UNet, UNetConfig
 
 
 def test_bundled_model_is_compact_and_loads_as_float32():

@@ -3,8 +3,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from biounet.training.data import load_labels, load_pairs, to_instances
 from biounet.errors import BiounetError
+from biounet.training.data import load_labels, load_pairs, to_instances
 
 
 def write(path, array):

@@ -9,11 +9,11 @@ import tifffile
 import torch
 import torch.multiprocessing as mp
 
-from biounet.network.checkpoint import load_checkpoint
-from biounet.training.config import DataConfig, TrainConfig
 from biounet.device import make_runtime
+from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
+from biounet.training.config import DataConfig, TrainConfig
 from biounet.training.loop import prepare_run, train
 
 

@@ -11,9 +11,9 @@ import tifffile
 import torch
 
 from biounet.inference import dask as distributed
+from biounet.inference.files import OutputOptions, TileOptions, segment_file
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
-from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
 pytest.importorskip("distributed")
 

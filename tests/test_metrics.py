@@ -8,7 +8,6 @@ import pytest
 from scipy import ndimage as ndi
 
 from biounet.evaluation.contingency import contingency, information, rand_counts
-from biounet.evaluation.matching import average_precision, seg_score
 from biounet.evaluation.isbi import (
     MetricResult,
     evaluate_isbi,
@@ -18,6 +17,7 @@ from biounet.evaluation.isbi import (
     vinfo,
     vrand,
 )
+from biounet.evaluation.matching import average_precision, seg_score
 from biounet.evaluation.proposal import THRESHOLDS, WARPING_THRESHOLDS, Proposal, label_cells
 from biounet.evaluation.thinning import thin_boundaries
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from biounet.network.unet import UNet, UNetConfig, center_crop, parameter_count
 from biounet.network.summary import layer_counts
+from biounet.network.unet import UNet, UNetConfig, center_crop, parameter_count
 
 
 def _convs(net):

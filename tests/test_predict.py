@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from biounet.network.unet import UNet, UNetConfig
-from biounet.network.normalize import Normalization
 from biounet.inference.predictor import (
     Predictor,
     activation_bytes,
@@ -13,6 +11,8 @@ from biounet.inference.predictor import (
     predict_whole,
 )
 from biounet.inference.tiling import predict_tiled, tile_spec
+from biounet.network.normalize import Normalization
+from biounet.network.unet import UNet, UNetConfig
 
 
 @pytest.fixture

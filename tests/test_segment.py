@@ -10,11 +10,11 @@ import zarr
 from click.testing import CliRunner
 from skimage.measure import label
 
-from biounet.network.checkpoint import save_checkpoint
 from biounet.cli import main
-from biounet.network.unet import UNet, UNetConfig
-from biounet.inference.predictor import Predictor, predict
 from biounet.inference.files import OutputOptions, TileOptions, segment_file
+from biounet.inference.predictor import Predictor, predict
+from biounet.network.checkpoint import save_checkpoint
+from biounet.network.unet import UNet, UNetConfig
 
 
 @pytest.fixture(scope="module")

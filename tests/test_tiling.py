@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from biounet.network import shapes
-from biounet.network.unet import UNet, UNetConfig
 from biounet.inference.predictor import Predictor, predict_whole
 from biounet.inference.tiling import (
     TileSpec,
@@ -18,6 +16,8 @@ from biounet.inference.tiling import (
     tile_grid,
     tile_spec,
 )
+from biounet.network import shapes
+from biounet.network.unet import UNet, UNetConfig
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])

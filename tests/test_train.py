@@ -7,13 +7,13 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from biounet.training.augment import AugmentConfig
-from biounet.network.checkpoint import load_checkpoint
 from biounet.cli import main
-from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
 from biounet.device import make_runtime
+from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
+from biounet.training.augment import AugmentConfig
+from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
 from biounet.training.loop import TileDataset, prepare_run, train
 
 
@@ -117,8 +117,8 @@ def test_checkpoint_and_run_folder(tmp_path, data):
 
 
 def test_samples_are_a_function_of_seed_and_index(data):
-    from biounet.training.data import load_pairs
     from biounet.network.normalize import normalize
+    from biounet.training.data import load_pairs
     from biounet.training.weight_map import weight_maps
 
     cfg = small_config(data)

@@ -5,7 +5,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from biounet.evaluation import warping_error as warping
-from biounet.evaluation.simple_points import OFFSETS, neighbourhood, neighbourhood_codes, simple_point_table
+from biounet.evaluation.simple_points import (
+    OFFSETS,
+    neighbourhood,
+    neighbourhood_codes,
+    simple_point_table,
+)
 from biounet.evaluation.warping_error import (
     WARPING_ERROR_KINDS,
     classify_warping_errors,

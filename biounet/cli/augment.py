@@ -72,10 +72,10 @@ def command(
     Example:
       biounet augment train-volume.tif train-labels.tif -o augment.png --n 8
     """
-    from biounet.training.augment import AugmentConfig
-    from biounet.viz.previews import write_augment_grid
     from biounet.network.shapes import output_size
+    from biounet.training.augment import AugmentConfig
     from biounet.training.weight_map import WeightMapConfig
+    from biounet.viz.previews import write_augment_grid
 
     try:
         out_size = output_size(input_size, depth=depth, padding=padding)

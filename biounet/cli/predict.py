@@ -218,9 +218,9 @@ def command(
     import logging
 
     from biounet.device import make_runtime
+    from biounet.inference.files import OutputOptions, TileOptions, segment_file
     from biounet.inference.instances import InstanceOptions
     from biounet.network.bundled import default_model_path
-    from biounet.inference.files import OutputOptions, TileOptions, segment_file
 
     files = _inputs(inputs)
     targets = _targets(files, out, kind, fmt)

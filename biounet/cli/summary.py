@@ -55,8 +55,8 @@ def command(
       biounet summary                      # the paper's 572 -> 388 network
       biounet summary --input-size 700 --features 16
     """
-    from biounet.network.unet import UNetConfig
     from biounet.network.summary import architecture_table
+    from biounet.network.unet import UNetConfig
 
     try:
         config = UNetConfig(

@@ -127,9 +127,9 @@ def command(
       biounet train --resume runs/isbi --iterations 8000
       torchrun --nproc-per-node 2 -m biounet train --config run.yaml --out runs/ddp
     """
+    from biounet.device import make_runtime
     from biounet.training import ddp
     from biounet.training.config import apply_overrides, load_config
-    from biounet.device import make_runtime
     from biounet.training.loop import CONFIG_NAME, prepare_run, train
 
     if (out is None) == (resume is None):

@@ -97,8 +97,8 @@ def command(
       biounet weight-map train-labels.tif -o weights.tif \\
           --image train-volume.tif --png weights.png
     """
-    from biounet.viz.previews import write_weight_maps
     from biounet.training.weight_map import WeightMapConfig
+    from biounet.viz.previews import write_weight_maps
 
     try:
         config = WeightMapConfig(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.io.atomic import atomic_output, check_writable
 from biounet.errors import BiounetError
 from biounet.evaluation.isbi import ISBI_METRICS, METRICS, evaluate_isbi, threshold_key
+from biounet.io.atomic import atomic_output, check_writable
 
 _BETTER = {"vrand": "higher", "vinfo": "higher", "seg": "higher"}
 

@@ -14,7 +14,8 @@ leaderboard's warping, Rand and pixel errors):
 - thresholds 0.0, 0.1, ..., 1.0 (11 levels; warping: 0.0, ..., 0.9).
 
 See :mod:`biounet.evaluation.contingency` for the pair counts (self-pairs, singletons),
-:mod:`biounet.evaluation.thinning` for border thinning, :mod:`biounet.evaluation.warping_error` for the
+:mod:`biounet.evaluation.thinning` for border thinning,
+:mod:`biounet.evaluation.warping_error` for the
 warping error and :mod:`biounet.evaluation.matching` for the Cell Tracking Challenge SEG
 measure and average precision.
 

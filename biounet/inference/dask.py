@@ -19,31 +19,34 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from biounet.io.atomic import atomic_output, check_writable
+from biounet.device import make_runtime
 from biounet.errors import BiounetError
-from biounet.io.read import open_image
-from biounet.network.unet import UNet
 from biounet.inference.files import (
-    OutputOptions,
     PredictSummary,
     TileOptions,
-    _encode,
-    _foreground,
-    _write,
-    _zarr_key,
     check_channels,
     file_tiles,
     label_store,
+)
+from biounet.inference.outputs import (
+    OutputOptions,
+    encode,
+    foreground_probability,
     output_layout,
 )
+from biounet.inference.predictor import Predictor, predict_region
 from biounet.inference.tiling import TileSpec, tile_grid
-from biounet.io.write import Layout, create_zarr
+from biounet.io.atomic import atomic_output, check_writable
+from biounet.io.read import open_image
+from biounet.io.write import Layout, create_zarr, write_tiles, zarr_key
+from biounet.network.checkpoint import checkpoint_dict
+from biounet.network.unet import UNet, model_from_checkpoint
 
 #: Output tiles per block side: a task predicts BLOCK_TILES**2 tiles.
 BLOCK_TILES = 4
@@ -95,12 +98,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
 
 
 def _model_blob(model: UNet) -> dict[str, Any]:
-    return {
-        "token": uuid.uuid4().hex,
-        "config": asdict(model.config),
-        "normalization": asdict(model.normalization),
-        "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
+    return {"token": uuid.uuid4().hex, "checkpoint": checkpoint_dict(model)}
 
 
 def _predictor(blob: dict[str, Any], job: _Job) -> Any:
@@ -108,15 +106,9 @@ def _predictor(blob: dict[str, Any], job: _Job) -> Any:
     if blob["token"] not in _CACHE:
         import torch
 
-        from biounet.device import make_runtime
-        from biounet.network.unet import UNetConfig
-        from biounet.network.normalize import Normalization
-        from biounet.inference.predictor import Predictor
-
         if job.threads:
             torch.set_num_threads(job.threads)
-        model = UNet(UNetConfig(**blob["config"]), Normalization(**blob["normalization"]))
-        model.load_state_dict(blob["state"])
+        model = model_from_checkpoint(blob["checkpoint"], "the broadcast model")
         _CACHE.clear()
         _CACHE[blob["token"]] = Predictor(model, make_runtime(job.device), tta=job.tta)
     return _CACHE[blob["token"]]
@@ -126,8 +118,6 @@ def predict_block(blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols
     """Dask task: predict one block and write it into the store; return its pixel count."""
     import zarr
 
-    from biounet.inference.predictor import predict_region
-
     predictor = _predictor(blob, job)
     with open_image(job.input, axes=job.axes) as source:
         probs = predict_region(
@@ -135,10 +125,10 @@ def predict_block(blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols
         )
     store = zarr.open_array(job.store, mode="r+")
     if job.foreground_only:
-        store[plane, rows, cols] = _foreground(probs)
+        store[plane, rows, cols] = foreground_probability(probs)
     else:
-        data = _encode(probs, job.output)
-        key = _zarr_key(job.layout, plane, rows, cols)
+        data = encode(probs, job.output)
+        key = zarr_key(job.layout, plane, rows, cols)
         store[key] = np.moveaxis(data, -1, 0) if job.layout.channels > 1 else data
     return probs.shape[-2] * probs.shape[-1]
 
@@ -179,7 +169,7 @@ def predict_distributed(
     overwrite: bool = False,
     progress: bool = False,
 ) -> PredictSummary:
-    """Segment one TIFF with a Dask cluster; same result as :func:`biounet.inference.files.segment_file`.
+    """Segment one TIFF with a Dask cluster; the result equals :func:`.files.segment_file`'s.
 
     Parameters
     ----------
@@ -294,7 +284,7 @@ def _assemble_tiff(
     def tiles():
         for p in range(n_planes):
             for t in grid:
-                block = np.asarray(array[_zarr_key(layout, p, t.rows, t.cols)])
+                block = np.asarray(array[zarr_key(layout, p, t.rows, t.cols)])
                 yield (
                     p,
                     t.rows,
@@ -302,7 +292,7 @@ def _assemble_tiff(
                     (np.moveaxis(block, 0, -1) if layout.channels > 1 else block),
                 )
 
-    _write(tmp, tiles(), layout, spec, compression)
+    write_tiles(tmp, tiles(), layout, spec.tile, compression)
 
 
 def local_threads(workers: int) -> int:

@@ -12,29 +12,32 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from biounet.io.atomic import atomic_output, check_writable
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.inference.instances import InstanceOptions, label_stack
-from biounet.io.read import ImageSource, open_image
-from biounet.network.unet import UNet
+from biounet.inference.instances import label_stack
+from biounet.inference.outputs import (
+    TILE_UNIT,
+    OutputOptions,
+    encode,
+    foreground_probability,
+    label_dtype,
+    output_layout,
+    plane_layout,
+)
 from biounet.inference.predictor import Predictor, plan_tiles
+from biounet.inference.progress import Progress, TileProgress
 from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
 from biounet.inference.tta import TTA
-from biounet.io.write import COMPRESSIONS, Layout, create_zarr, write_tiff
-
-#: TIFF tiles are multiples of 16 pixels.
-TIFF_TILE_UNIT = 16
-
-OutputKind = Literal["probabilities", "mask", "labels"]
-OUTPUT_KINDS = ("probabilities", "mask", "labels")
-PROBABILITY_DTYPES = ("float32", "uint16", "uint8")
+from biounet.io.atomic import atomic_output, check_writable
+from biounet.io.read import ImageSource, open_image
+from biounet.io.write import Layout, write_tiles
+from biounet.network.unet import UNet
 
 
 @dataclass(frozen=True)
@@ -58,39 +61,6 @@ class TileOptions:
     batch_size: int = 1
     memory_bytes: int | None = None
     tta: TTA = "none"
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """What is written.
-
-    Parameters
-    ----------
-    kind : {'probabilities', 'mask', 'labels'}
-        ``probabilities``: the foreground probability (two classes) or all
-        class probabilities (more classes, as a trailing sample axis).
-        ``mask``: 0/255 foreground mask (two classes) or the class index.
-        ``labels``: instance labels (see :mod:`biounet.inference.instances`).
-    dtype : {'float32', 'uint16', 'uint8'}
-        Probabilities as floats or scaled to the integer range.
-    instances : InstanceOptions
-        Threshold (also used for ``mask``), method and minimum size.
-    compression : {'none', 'zlib', 'zstd', 'lzw'}
-        TIFF compression (OME-Zarr uses its default codec).
-    """
-
-    kind: OutputKind = "labels"
-    dtype: str = "float32"
-    instances: InstanceOptions = field(default_factory=InstanceOptions)
-    compression: str = "zlib"
-
-    def __post_init__(self) -> None:
-        if self.kind not in OUTPUT_KINDS:
-            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.kind!r}")
-        if self.dtype not in PROBABILITY_DTYPES:
-            raise ValueError(f"dtype must be one of {PROBABILITY_DTYPES}, got {self.dtype!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}")
 
 
 @dataclass(frozen=True)
@@ -125,57 +95,12 @@ class PredictSummary:
         )
 
 
-def _foreground(p: np.ndarray) -> np.ndarray:
-    """Foreground probability (h, w) from class probabilities (K, h, w)."""
-    return p[1] if p.shape[0] == 2 else 1.0 - p[0]
-
-
-def _encode(p: np.ndarray, options: OutputOptions) -> np.ndarray:
-    """Turn class probabilities (K, h, w) into an output tile (h, w[, C])."""
-    if options.kind == "mask":
-        if p.shape[0] == 2:
-            return np.where(p[1] > options.instances.threshold, 255, 0).astype(np.uint8)
-        return np.argmax(p, axis=0).astype(np.uint8)
-    values = p[1] if p.shape[0] == 2 else np.moveaxis(p, 0, -1)
-    if options.dtype == "float32":
-        return values.astype(np.float32)
-    scale = np.iinfo(options.dtype).max
-    return np.round(values * scale).astype(options.dtype)
-
-
-class _Progress:
-    """A tqdm bar over tiles showing megapixels per second."""
-
-    def __init__(self, total: int, name: str, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=total,
-            unit="tile",
-            desc=name,
-            disable=not enabled,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        self.pixels = 0
-        self.start = time.perf_counter()
-
-    def update(self, pixels: int) -> None:
-        self.pixels += pixels
-        rate = self.pixels / 1e6 / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.2f} MP/s", refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _stream(
     source: ImageSource,
     predictor: Predictor,
     spec: TileSpec,
     batch_size: int,
-    progress: _Progress,
+    progress: TileProgress,
 ) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
     """Class probabilities tile by tile, plane by plane, in file order."""
     read_spec = predictor.read_spec(spec)
@@ -205,7 +130,7 @@ def check_channels(source: ImageSource, model: UNet) -> None:
 def file_tiles(
     source: ImageSource, model: UNet, tiles: TileOptions, runtime: Runtime | None = None
 ) -> TileSpec:
-    """Tile geometry for a file: as :func:`biounet.inference.predictor.plan_tiles`, TIFF-tile aligned."""
+    """Tile geometry for a file: as :func:`.predictor.plan_tiles`, TIFF-tile aligned."""
     return plan_tiles(
         model.config,
         (source.height, source.width),
@@ -213,53 +138,8 @@ def file_tiles(
         runtime=runtime,
         batch_size=tiles.batch_size,
         memory_bytes=tiles.memory_bytes,
-        unit=TIFF_TILE_UNIT,
+        unit=TILE_UNIT,
     )
-
-
-def output_layout(source: ImageSource, n_classes: int, output: OutputOptions) -> Layout:
-    """Layout of the written result: one channel, or all K class probabilities."""
-    channels = 1 if output.kind != "probabilities" or n_classes == 2 else n_classes
-    dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
-    if output.kind == "labels":
-        dtype = np.dtype(np.uint32)  # narrowed to uint16 when the labels fit
-    return _layout(source, channels, dtype)
-
-
-def _layout(source: ImageSource, channels: int, dtype: np.dtype) -> Layout:
-    return Layout(
-        source.plane_shape,
-        source.plane_axes,
-        source.height,
-        source.width,
-        channels,
-        np.dtype(dtype),
-        source.pixel_size,
-    )
-
-
-def _zarr_key(layout: Layout, plane: int, rows: slice, cols: slice) -> tuple:
-    index = np.unravel_index(plane, layout.plane_shape) if layout.plane_shape else ()
-    lead = tuple(int(i) for i in index)
-    return (*lead, slice(None), rows, cols) if layout.channels > 1 else (*lead, rows, cols)
-
-
-def _write(
-    path: Path,
-    tiles: Iterator[tuple[int, slice, slice, np.ndarray]],
-    layout: Layout,
-    spec: TileSpec,
-    compression: str,
-) -> None:
-    """Write (plane, rows, cols, tile) items to a TIFF or, for ``*.zarr``, an OME-Zarr."""
-    if path.suffix.lower() == ".zarr":
-        array = create_zarr(path, layout, chunks=spec.tile)
-        for plane, rows, cols, data in tiles:
-            array[_zarr_key(layout, plane, rows, cols)] = (
-                np.moveaxis(data, -1, 0) if layout.channels > 1 else data
-            )
-        return
-    write_tiff(path, (data for *_, data in tiles), layout, tile=spec.tile, compression=compression)
 
 
 def segment_file(
@@ -272,7 +152,7 @@ def segment_file(
     output: OutputOptions | None = None,
     axes: str | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> PredictSummary:
     """Segment one TIFF into a tiled OME-TIFF (or an OME-Zarr for ``*.zarr``).
 
@@ -290,8 +170,8 @@ def segment_file(
         Override the input's axes (e.g. ``"CYX"``).
     overwrite : bool
         Replace an existing output.
-    progress : bool
-        Show a progress bar.
+    progress : bool or callable
+        ``True`` for a progress bar, or ``progress(done, total)`` per tile.
 
     Returns
     -------
@@ -312,7 +192,7 @@ def segment_file(
         predictor = Predictor(model, runtime, tta=tiles.tta)
         spec = file_tiles(source, model, tiles, predictor.runtime)
         n_tiles = len(tile_grid((source.height, source.width), spec)) * source.n_planes
-        bar = _Progress(n_tiles, Path(input_path).name, progress)
+        bar = TileProgress(n_tiles, Path(input_path).name, progress)
         stream = _stream(source, predictor, spec, tiles.batch_size, bar)
         objects = None
         try:
@@ -320,9 +200,9 @@ def segment_file(
                 if output.kind == "labels":
                     objects = _write_labels(tmp, stream, source, spec, output)
                 else:
-                    encoded = ((p, r, c, _encode(o, output)) for p, r, c, o in stream)
+                    encoded = ((p, r, c, encode(o, output)) for p, r, c, o in stream)
                     layout = output_layout(source, model.config.n_classes, output)
-                    _write(tmp, encoded, layout, spec, output.compression)
+                    write_tiles(tmp, encoded, layout, spec.tile, output.compression)
         finally:
             bar.close()
         shape, src_axes, planes = tuple(source.data.shape), source.axes, source.n_planes
@@ -360,18 +240,18 @@ def label_store(
     if output.instances.method == "watershed":
         seeds = _scratch_array(scratch, "s.zarr", shape, chunks, np.uint32)
     tables = label_stack(prob, labels, spec.tile, output.instances, seed_scratch=seeds)
-    dtype = np.uint16 if max(int(t.max()) for t in tables) < 2**16 else np.uint32
+    dtype = label_dtype(tables)
     grid = tile_grid((layout.height, layout.width), spec)
     relabelled = (
         (p, t.rows, t.cols, tables[p][labels[p, t.rows, t.cols]].astype(dtype))
         for p in range(shape[0])
         for t in grid
     )
-    _write(
+    write_tiles(
         tmp,
         relabelled,
         replace(layout, channels=1, dtype=np.dtype(dtype)),
-        spec,
+        spec.tile,
         output.compression,
     )
     return sum(int(t.max()) for t in tables)
@@ -386,7 +266,7 @@ def _write_labels(
         shape = (source.n_planes, source.height, source.width)
         prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
         for plane, rows, cols, p in stream:
-            prob[plane, rows, cols] = _foreground(p)
-        return label_store(tmp, prob, _layout(source, 1, np.uint32), spec, output, scratch)
+            prob[plane, rows, cols] = foreground_probability(p)
+        return label_store(tmp, prob, plane_layout(source, 1, np.uint32), spec, output, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

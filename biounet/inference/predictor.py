@@ -11,18 +11,27 @@ depend on the tile size: tiled output equals whole-image output
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from biounet.network import shapes
 from biounet.device import Runtime, make_runtime
-from biounet.io.read import ImageSource, from_array
-from biounet.network.unet import UNet, UNetConfig
-from biounet.inference.tiling import TileSpec, predict_tiled, reflect_indices, tile_context, tile_spec
+from biounet.inference.progress import Progress, TileProgress
+from biounet.inference.tiling import (
+    TileSpec,
+    predict_tiled,
+    reflect_indices,
+    tile_context,
+    tile_grid,
+    tile_spec,
+)
 from biounet.inference.tta import TTA, TTA_CHOICES, dihedral_transforms, rot7_angles, rotate
+from biounet.io.read import ImageSource, from_array
+from biounet.network import shapes
+from biounet.network.unet import UNet, UNetConfig
 
 #: Peak activation memory of a forward pass, in 4-byte floats per input pixel and
 #: per feature channel of the first level: the live tensors of the top expansive
@@ -242,7 +251,8 @@ class Predictor:
         return total / len(angles)
 
 
-def _as_source(image: Any, axes: str | None) -> ImageSource:
+def as_source(image: Any, axes: str | None = None) -> ImageSource:
+    """`image` as an :class:`ImageSource` (arrays are wrapped with `axes`)."""
     return image if isinstance(image, ImageSource) else from_array(image, axes)
 
 
@@ -262,7 +272,7 @@ class _PlaneView:
 
 
 def plane_view(source: ImageSource, plane: int) -> _PlaneView:
-    """One plane of `source` as a (C, H, W) array-like for :func:`biounet.inference.tiling.predict_tiled`."""
+    """One plane of `source` as a (C, H, W) array-like for :func:`.tiling.predict_tiled`."""
     return _PlaneView(source, plane)
 
 
@@ -274,6 +284,7 @@ def predict_region(
     spec: TileSpec,
     *,
     batch_size: int = 1,
+    on_tile: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Probabilities for one output region of one plane (the block-level predictor).
 
@@ -290,6 +301,7 @@ def predict_region(
         predictor.read_spec(spec),
         batch_size=batch_size,
         region=region,
+        on_tile=on_tile,
     )
 
 
@@ -303,6 +315,7 @@ def predict(
     tta: TTA = "none",
     runtime: Runtime | None = None,
     dtype: torch.dtype = torch.float32,
+    progress: Progress = False,
 ) -> np.ndarray:
     """Class probabilities for every pixel of an in-memory or lazy image.
 
@@ -320,6 +333,9 @@ def predict(
     tta : {'none', 'd4', 'rot7'}
     runtime : Runtime, optional
     dtype : torch.dtype
+    progress : bool or callable
+        ``True`` for a tqdm bar, or ``progress(done, total)`` called after
+        every tile (see :mod:`biounet.inference.progress`).
 
     Returns
     -------
@@ -332,7 +348,7 @@ def predict(
     >>> predict(np.zeros((50, 70), np.uint8), net).shape
     (1, 2, 50, 70)
     """
-    source = _as_source(image, axes)
+    source = as_source(image, axes)
     if source.channels != model.config.in_channels:
         raise ValueError(
             f"{source.name}: {source.channels} channel(s), model expects {model.config.in_channels}"
@@ -345,13 +361,32 @@ def predict(
         runtime=predictor.runtime,
         batch_size=batch_size,
     )
+    return predict_planes(source, predictor, spec, batch_size=batch_size, progress=progress)
+
+
+def predict_planes(
+    source: ImageSource,
+    predictor: Predictor,
+    spec: TileSpec,
+    *,
+    batch_size: int = 1,
+    progress: Progress = False,
+) -> np.ndarray:
+    """Probabilities (P, K, H, W) of every plane of `source` with a given tile geometry."""
     full = (slice(0, source.height), slice(0, source.width))
-    return np.stack(
-        [
-            predict_region(source, p, full, predictor, spec, batch_size=batch_size)
-            for p in range(source.n_planes)
-        ]
-    )
+    total = len(tile_grid((source.height, source.width), predictor.read_spec(spec)))
+    bar = TileProgress(total * source.n_planes, source.name, progress)
+    try:
+        return np.stack(
+            [
+                predict_region(
+                    source, p, full, predictor, spec, batch_size=batch_size, on_tile=bar.update
+                )
+                for p in range(source.n_planes)
+            ]
+        )
+    finally:
+        bar.close()
 
 
 def predict_whole(

@@ -279,6 +279,7 @@ def predict_tiled(
     *,
     batch_size: int = 1,
     region: tuple[slice, slice] | None = None,
+    on_tile: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Predict an image (or a region of it) tile by tile; return the assembled output.
 
@@ -292,6 +293,8 @@ def predict_tiled(
     batch_size : int
     region : (row slice, column slice), optional
         Output region whose start lies on the tile grid (see :func:`tile_grid`).
+    on_tile : callable, optional
+        Called with each tile's number of output pixels once it is done.
 
     Returns
     -------
@@ -327,5 +330,7 @@ def predict_tiled(
             tile.rows.start - rows.start : tile.rows.stop - rows.start,
             tile.cols.start - cols.start : tile.cols.stop - cols.start,
         ] = o
+        if on_tile is not None:
+            on_tile(o.shape[-2] * o.shape[-1])
     assert out is not None
     return out

@@ -10,7 +10,7 @@ predictor uses.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,3 +171,41 @@ def zarr_axes(path: str | Path) -> str:
     """Axis letters of an OME-Zarr written by :func:`create_zarr`."""
     attrs = json.loads((Path(path) / ".zattrs").read_text())
     return "".join(a["name"].upper() for a in attrs["multiscales"][0]["axes"])
+
+
+def zarr_key(layout: Layout, plane: int, rows: slice, cols: slice) -> tuple:
+    """Index of one tile of one plane in an array made by :func:`create_zarr`."""
+    index = np.unravel_index(plane, layout.plane_shape) if layout.plane_shape else ()
+    lead = tuple(int(i) for i in index)
+    return (*lead, slice(None), rows, cols) if layout.channels > 1 else (*lead, rows, cols)
+
+
+def write_tiles(
+    path: Path,
+    tiles: Iterator[tuple[int, slice, slice, np.ndarray]],
+    layout: Layout,
+    tile: tuple[int, int],
+    compression: str,
+) -> None:
+    """Write ``(plane, rows, cols, data)`` items to a TIFF or, for ``*.zarr``, an OME-Zarr.
+
+    Parameters
+    ----------
+    path : Path
+        Destination (its suffix chooses the format).
+    tiles : iterator of (int, slice, slice, ndarray of shape (h, w[, C]))
+        In file order (plane by plane, row-major) for a TIFF; any order for Zarr.
+    layout : Layout
+    tile : (int, int)
+        TIFF tile or Zarr chunk size.
+    compression : {'none', 'zlib', 'zstd', 'lzw'}
+        TIFF compression (OME-Zarr uses its default codec).
+    """
+    if Path(path).suffix.lower() == ".zarr":
+        array = create_zarr(path, layout, chunks=tile)
+        for plane, rows, cols, data in tiles:
+            array[zarr_key(layout, plane, rows, cols)] = (
+                np.moveaxis(data, -1, 0) if layout.channels > 1 else data
+            )
+        return
+    write_tiff(path, (data for *_, data in tiles), layout, tile=tile, compression=compression)

@@ -11,6 +11,8 @@ A checkpoint is a ``torch.save`` dict of plain values and tensors::
 
 It is read with ``torch.load(..., weights_only=True)``, so a file from a
 stranger cannot run code when it is loaded. Files are written atomically.
+This module knows the file format only; :func:`biounet.network.unet.load_model`
+builds the model from it (so the two modules do not import each other).
 """
 
 from __future__ import annotations
@@ -20,19 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from biounet import __version__
-from biounet.io.atomic import atomic_output
 from biounet.errors import BiounetError
-from biounet.network.unet import UNet, UNetConfig
-from biounet.network.normalize import Normalization
+from biounet.io.atomic import atomic_output
 
 FORMAT = "biounet-checkpoint"
 FORMAT_VERSION = 1
 
 
-def checkpoint_dict(model: UNet, **extra: Any) -> dict[str, Any]:
-    """The checkpoint contents for `model`, plus `extra` entries (e.g. training state)."""
+def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The checkpoint contents for `model` (a :class:`~biounet.network.unet.UNet`), plus `extra`.
+
+    `extra` holds further entries, e.g. the training state.
+    """
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     return {
         "format": FORMAT,
@@ -45,7 +49,7 @@ def checkpoint_dict(model: UNet, **extra: Any) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(path: str | Path, model: UNet, **extra: Any) -> Path:
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     """Write `model` (and `extra` entries) to `path` atomically; return the path."""
     with atomic_output(path) as tmp:
         torch.save(checkpoint_dict(model, **extra), tmp)
@@ -77,33 +81,3 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"biounet {__version__} (format {FORMAT_VERSION})"
         )
     return ckpt
-
-
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> UNet:
-    """Rebuild the model stored in a checkpoint file (see :meth:`UNet.from_checkpoint`)."""
-    ckpt = load_checkpoint(path, map_location=map_location)
-    try:
-        config = UNetConfig.from_dict(ckpt["model_config"])
-        norm = Normalization(**ckpt["normalization"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BiounetError(f"{path}: invalid model description in checkpoint ({exc})") from exc
-    with torch.device("meta"):
-        model = UNet(config, norm)
-    # compact files may store float16 weights; models always compute in float32
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except (KeyError, RuntimeError) as exc:
-        raise BiounetError(
-            f"{path}: weights do not fit the stored architecture "
-            f"({_first_mismatch(exc)}); the file was saved by a different model"
-        ) from exc
-    return model.eval()
-
-
-def _first_mismatch(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    for marker in ("size mismatch for", "Missing key(s)", "Unexpected key(s)"):
-        if marker in text:
-            return text[text.index(marker) :][:160]
-    return text[:160]

@@ -33,9 +33,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from biounet.errors import BiounetError
 from biounet.network import shapes
-from biounet.plain import from_plain
+from biounet.network.checkpoint import load_checkpoint
 from biounet.network.normalize import Normalization
+from biounet.plain import from_plain
 
 Flavour = Literal["paper", "release"]
 
@@ -250,8 +252,6 @@ class UNet(nn.Module):
             If the file is missing, unreadable, not a biounet checkpoint, or
             its weights do not fit its stored architecture.
         """
-        from biounet.network.checkpoint import load_model
-
         return load_model(path, map_location=map_location)
 
     def extra_repr(self) -> str:
@@ -270,3 +270,51 @@ def parameter_count(config: UNetConfig) -> int:
     with torch.device("meta"):
         net = UNet(config)
     return sum(p.numel() for p in net.parameters())
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> UNet:
+    """Rebuild a model from the contents of a checkpoint (a plain dict).
+
+    Parameters
+    ----------
+    ckpt : dict
+        With ``model_config``, ``normalization`` and ``model_state``.
+    source : str
+        Names the origin in error messages (a file path).
+
+    Raises
+    ------
+    BiounetError
+        If the stored architecture is invalid or the weights do not fit it.
+    """
+    try:
+        config = UNetConfig.from_dict(ckpt["model_config"])
+        norm = Normalization(**ckpt["normalization"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BiounetError(f"{source}: invalid model description in checkpoint ({exc})") from exc
+    with torch.device("meta"):
+        model = UNet(config, norm)
+    # compact files may store float16 weights; models always compute in float32
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except (KeyError, RuntimeError) as exc:
+        raise BiounetError(
+            f"{source}: weights do not fit the stored architecture "
+            f"({first_mismatch(exc)}); the file was saved by a different model"
+        ) from exc
+    return model.eval()
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> UNet:
+    """Rebuild the model stored in a checkpoint file (see :meth:`UNet.from_checkpoint`)."""
+    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), str(path))
+
+
+def first_mismatch(exc: BaseException) -> str:
+    """The first size mismatch or missing/unexpected key in a ``load_state_dict`` error."""
+    text = " ".join(str(exc).split())
+    for marker in ("size mismatch for", "Missing key(s)", "Unexpected key(s)"):
+        if marker in text:
+            return text[text.index(marker) :][:160]
+    return text[:160]

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from biounet.errors import BiounetError
+from biounet.network.normalize import Normalization
+from biounet.network.unet import UNetConfig
 from biounet.plain import from_plain
 from biounet.training.augment import AugmentConfig
-from biounet.errors import BiounetError
-from biounet.network.unet import UNetConfig
-from biounet.network.normalize import Normalization
 from biounet.training.weight_map import WeightMapConfig
 
 

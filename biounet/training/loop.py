@@ -27,16 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from biounet.training import ddp
-from biounet.io.atomic import check_writable
-from biounet.network.checkpoint import load_checkpoint, save_checkpoint
-from biounet.training.config import TrainConfig, dump_config
-from biounet.training.data import Sample, load_pairs
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.training.loss import weighted_cross_entropy
-from biounet.network.unet import UNet
+from biounet.io.atomic import check_writable
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.normalize import normalize
+from biounet.network.unet import UNet
+from biounet.training import ddp
+from biounet.training.config import TrainConfig, dump_config
+from biounet.training.data import Sample, load_pairs
+from biounet.training.loss import weighted_cross_entropy
 from biounet.training.runlog import append_log, plot_log, truncate_log
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from biounet.plain import from_plain
 from biounet.io.atomic import atomic_output
+from biounet.plain import from_plain
 from biounet.training.borders import border_weight, separate_instances, separation_borders
 
 __all__ = [

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from biounet.errors import BiounetError
 from biounet.io.atomic import atomic_output, check_writable
+from biounet.network.normalize import Normalization, normalize
 from biounet.training.augment import AugmentConfig, random_tile
 from biounet.training.data import Foreground, LabelKind, load_labels, load_pairs
-from biounet.errors import BiounetError
-from biounet.network.normalize import Normalization, normalize
 from biounet.training.weight_map import WeightMapConfig, weight_maps
 
 __all__ = ["write_weight_maps", "write_augment_grid"]

@@ -14,11 +14,11 @@ import json
 import logging
 from pathlib import Path
 
-from biounet.training.config import DataConfig, TrainConfig
 from biounet.device import make_runtime
 from biounet.network.unet import UNetConfig
-from biounet.training.runlog import read_log
+from biounet.training.config import DataConfig, TrainConfig
 from biounet.training.loop import prepare_run, train
+from biounet.training.runlog import read_log
 
 
 def main() -> None:

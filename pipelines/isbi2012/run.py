@@ -33,14 +33,14 @@ import numpy as np
 import tifffile
 import torch
 
-from biounet.network.checkpoint import load_checkpoint, save_checkpoint
-from biounet.training.config import DataConfig, load_config
 from biounet.device import make_runtime
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.network.unet import UNet
 from biounet.inference.predictor import predict
-from biounet.training.runlog import read_log, training_seconds
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.unet import UNet
+from biounet.training.config import DataConfig, load_config
 from biounet.training.loop import CONFIG_NAME, LATEST, prepare_run, train
+from biounet.training.runlog import read_log, training_seconds
 
 HERE = Path(__file__).resolve().parent
 PAPER = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
