@@ -75,7 +75,7 @@ def test_invert_and_uint8_probability(files):
     assert inverted.exit_code == 0 and inverted.output == right
     wrong = run(paths["membrane"], paths["gt"], "--metrics", "pixel,rand").output
     assert wrong != right
-    r = run(paths["prob8"], paths["gt"], "--metrics", "pixel", "--kind", "probability")
+    r = run(paths["prob8"], paths["gt"], "--metrics", "pixel", "--kind", "probabilities")
     assert r.exit_code == 0
     expected = evaluate_isbi(np.round(prob.astype(np.float64) * 255) / 255, gt, metrics=["pixel"])
     assert f"{expected['pixel_error']:.7f}" in r.output

@@ -235,9 +235,9 @@ def test_uint8_probability_and_binary_label_masks():
     gt = two_cells()
     prob = ndi.gaussian_filter(gt / 255.0, 1.0)
     as_uint8 = np.round(prob * 255).astype(np.uint8)
-    scaled = Proposal.from_array(as_uint8, kind="probability").data
+    scaled = Proposal.from_array(as_uint8, kind="probabilities").data
     assert np.array_equal(scaled[0], as_uint8 / 255.0)
-    assert pixel_error(as_uint8, gt, kind="probability") == pixel_error(as_uint8 / 255.0, gt)
+    assert pixel_error(as_uint8, gt, kind="probabilities") == pixel_error(as_uint8 / 255.0, gt)
     # a 0/255 mask as labels: its 4-connected cells are the segments, not one label 255
     assert rand_error(gt, gt).best == 0.0
     one_segment = np.where(gt > 0, 1, 0)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import click
 
+from biounet.evaluation.table import ISBI_METRICS, METRICS, metrics_help
+
+PREDICTION_KINDS = ("auto", "probabilities", "labels")
+
 
 @click.command("evaluate")
 @click.argument("prediction", type=click.Path(dir_okay=False))
@@ -12,8 +16,8 @@ import click
     "--metrics",
     default=None,
     metavar="LIST",
-    help="Comma-separated: pixel,rand,warping,vrand,vinfo,seg. "
-    "[default: pixel,rand,warping,vrand,vinfo]",
+    help=f"Comma-separated, from {','.join(m.name for m in METRICS)} "
+    f"[default: {','.join(ISBI_METRICS)}]. " + metrics_help(),
 )
 @click.option(
     "--json",
@@ -24,10 +28,10 @@ import click
 )
 @click.option(
     "--kind",
-    type=click.Choice(["auto", "probability", "labels"]),
+    type=click.Choice(PREDICTION_KINDS),
     default="auto",
     show_default=True,
-    help="auto: float = probability map, integer = label image. probability with an "
+    help="auto: float = probability map, integer = label image. probabilities with an "
     "integer file divides by the type's maximum (uint8 255 -> 1.0).",
 )
 @click.option(

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from biounet.errors import BiounetError
-from biounet.evaluation.isbi import ISBI_METRICS, METRICS, evaluate_isbi, threshold_key
+from biounet.evaluation.isbi import evaluate_isbi
+from biounet.evaluation.table import ISBI_METRICS, METRIC_KEYS, METRICS, better, threshold_key
 from biounet.io.atomic import atomic_output, check_writable
-
-_BETTER = {"vrand": "higher", "vinfo": "higher", "seg": "higher"}
 
 
 def read_stack(path: str | Path) -> np.ndarray:
@@ -51,10 +50,10 @@ def parse_metrics(text: str | None) -> list[str] | None:
     if text is None:
         return None
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in METRIC_KEYS]
     if unknown or not names:
         bad = ", ".join(unknown) or "(empty)"
-        raise BiounetError(f"--metrics: unknown {bad} (choose from {', '.join(METRICS)})")
+        raise BiounetError(f"--metrics: unknown {bad} (choose from {', '.join(METRIC_KEYS)})")
     return names
 
 
@@ -88,7 +87,7 @@ def _check_ground_truth(gt: np.ndarray, path: Path, metrics: list[str] | None) -
 
 def _prediction(pred: np.ndarray, path: Path, kind: str, invert: bool) -> tuple[np.ndarray, str]:
     if kind == "auto":
-        kind = "probability" if pred.dtype.kind == "f" else "labels"
+        kind = "probabilities" if pred.dtype.kind == "f" else "labels"
     if kind == "labels":
         if invert:
             raise BiounetError(f"{path}: --invert applies to probability maps, not label images")
@@ -130,11 +129,11 @@ def evaluate_files(
         Binary cell mask (cells > 0, e.g. 255; membranes 0) for the ISBI
         metrics, instance labels for ``seg``; same shape.
     metrics : list of str, optional
-        Names from :data:`biounet.evaluation.isbi.METRICS`. Default: the five ISBI
+        Names from :data:`biounet.evaluation.table.METRICS`. Default: the five ISBI
         metrics, which need a binary ground truth; ``seg`` (instance labels)
         only when asked for, since any grey image would pass as labels.
-    kind : {"auto", "probability", "labels"}
-        ``auto``: float = probability, integer = labels. ``probability`` with
+    kind : {"auto", "probabilities", "labels"}
+        ``auto``: float = probability, integer = labels. ``probabilities`` with
         an integer file divides by the dtype's maximum (uint8 255 -> 1.0).
     invert : bool
         Use ``1 - p`` (for a membrane-probability map).
@@ -190,7 +189,7 @@ def format_table(result: dict) -> str:
     """
     details = result.get("details", {})
     rows = [("metric", "value", "threshold", "better")]
-    for name in METRICS.values():
+    for name in (m.key for m in METRICS):
         if name not in result:
             continue
         names = [name, "warping_error_classic"] if name == "warping_error" else [name]
@@ -202,7 +201,7 @@ def format_table(result: dict) -> str:
                     key,
                     f"{value:.7f}",
                     "-" if level is None else threshold_key(level),
-                    _BETTER.get(key, "lower"),
+                    better(key),
                 )
             )
     lines = [f"{a:<25}{b:>10}{c:>11}  {d}" for a, b, c, d in rows]

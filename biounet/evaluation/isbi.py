@@ -27,8 +27,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -41,73 +40,9 @@ from biounet.evaluation.proposal import (
     instance_ground_truth,
     label_cells,
 )
+from biounet.evaluation.table import ISBI_METRICS, METRIC_KEYS, MetricResult, threshold_key
 from biounet.evaluation.thinning import thin_boundaries
-
-#: Metric names accepted by :func:`evaluate_isbi`, and their result keys.
-METRICS = {
-    "pixel": "pixel_error",
-    "rand": "rand_error",
-    "warping": "warping_error",
-    "vrand": "vrand",
-    "vinfo": "vinfo",
-    "seg": "seg",
-}
-ISBI_METRICS = ("pixel", "rand", "warping", "vrand", "vinfo")
-
-
-def threshold_key(level: float) -> str:
-    """The printed name of a threshold, rounded to 6 decimals.
-
-    Examples
-    --------
-    >>> threshold_key(0.30000000000000004), threshold_key(0.9999999999999999), threshold_key(0.25)
-    ('0.3', '1.0', '0.25')
-    """
-    return repr(round(float(level), 6))
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    """A metric over a threshold sweep.
-
-    Attributes
-    ----------
-    best : float
-        The lowest error (or highest score) over the thresholds.
-    threshold : float or None
-        Where `best` was reached (the lowest such threshold), rounded to 6
-        decimals (0.3 for 0.30000000000000004); None for a label image, which
-        is scored as it is.
-    per_threshold : dict of float to float
-        The value at every threshold (rounded likewise); empty for labels.
-    """
-
-    best: float
-    threshold: float | None
-    per_threshold: dict[float, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_sweep(
-        cls, values: Mapping[float | None, float], *, lower_is_better: bool
-    ) -> MetricResult:
-        """Pick the best of ``{level: value}`` (a single None level for labels).
-
-        Examples
-        --------
-        >>> MetricResult.from_sweep({0.0: 0.3, 0.1: 0.2, 0.2: 0.2}, lower_is_better=True)
-        MetricResult(best=0.2, threshold=0.1, per_threshold={0.0: 0.3, 0.1: 0.2, 0.2: 0.2})
-        """
-        levels = list(values)
-        vals = np.array([values[k] for k in levels], np.float64)
-        i = int(np.argmin(vals) if lower_is_better else np.argmax(vals))
-        if levels == [None]:
-            return cls(float(vals[0]), None, {})
-        per = {round(float(k), 6): float(v) for k, v in zip(levels, vals, strict=True)}
-        return cls(float(vals[i]), round(float(levels[i]), 6), per)
-
-    def __str__(self) -> str:
-        where = "(labels)" if self.threshold is None else f"at threshold {self.threshold}"
-        return f"{self.best:.6g} {where}"
+from biounet.evaluation.warping_error import warping_errors
 
 
 def _inputs(prediction, ground_truth, kind: str) -> tuple[Proposal, np.ndarray]:
@@ -155,7 +90,7 @@ def pixel_error(
         Cells > 0 (e.g. 255), membranes 0.
     thresholds : iterable of float
         Default 0.0, 0.1, ..., 1.0 (cell where ``p > threshold``).
-    kind : {"auto", "probability", "labels"}
+    kind : {"auto", "probabilities", "labels"}
 
     Returns
     -------
@@ -328,7 +263,7 @@ def evaluate_isbi(
         Any of ``pixel, rand, warping, vrand, vinfo, seg``. Default: the five
         ISBI metrics, plus ``seg`` if the ground truth has more than one
         non-zero label.
-    kind : {"auto", "probability", "labels"}
+    kind : {"auto", "probabilities", "labels"}
     thresholds, warping_thresholds : iterable of float
         The sweeps (defaults: 11 levels 0.0..1.0 and 10 levels 0.0..0.9).
 
@@ -351,8 +286,6 @@ def evaluate_isbi(
     >>> r["threshold"]["pixel_error"], r["per_threshold"]["vrand"]["1.0"]
     (0.0, 1.0)
     """
-    from biounet.evaluation.warping_error import warping_errors
-
     proposal, gt = _inputs(prediction, ground_truth, kind)
     thresholds = tuple(thresholds)
     if isinstance(metrics, str):
@@ -363,9 +296,9 @@ def evaluate_isbi(
         if np.unique(labels[labels > 0]).size > 1:
             metrics.append("seg")
     metrics = list(dict.fromkeys(metrics))
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [m for m in metrics if m not in METRIC_KEYS]
     if unknown:
-        raise ValueError(f"metrics: unknown {', '.join(unknown)} (known: {', '.join(METRICS)})")
+        raise ValueError(f"metrics: unknown {', '.join(unknown)} (known: {', '.join(METRIC_KEYS)})")
     results: dict[str, MetricResult] = {}
     levels = proposal.levels(thresholds)
     if "pixel" in metrics:
@@ -398,7 +331,7 @@ def evaluate_isbi(
         results["seg"] = seg_measure(proposal.data, ground_truth, thresholds=thresholds)
     out: dict = {}
     for name in metrics:
-        out[METRICS[name]] = results[METRICS[name]].best
+        out[METRIC_KEYS[name]] = results[METRIC_KEYS[name]].best
     out["threshold"] = {k: _entry(r)[1] for k, r in results.items()}
     out["per_threshold"] = {k: _entry(r)[2] for k, r in results.items()}
     out["details"] = details

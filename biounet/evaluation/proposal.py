@@ -120,8 +120,8 @@ class Proposal:
     ----------
     data : ndarray of shape (P, M, N)
         float64 probabilities in [0, 1] (high = cell) when `kind` is
-        ``"probability"``; int64 labels (0 = boundary) when ``"labels"``.
-    kind : {"probability", "labels"}
+        ``"probabilities"``; int64 labels (0 = boundary) when ``"labels"``.
+    kind : {"probabilities", "labels"}
     """
 
     data: np.ndarray
@@ -134,9 +134,9 @@ class Proposal:
         Parameters
         ----------
         prediction : ndarray of shape (M, N) or (P, M, N)
-        kind : {"auto", "probability", "labels"}
+        kind : {"auto", "probabilities", "labels"}
             ``auto``: float dtype = probability map, integer or bool =
-            labels. ``probability`` with an integer dtype divides by the
+            labels. ``probabilities`` with an integer dtype divides by the
             dtype's maximum (uint8 255 -> 1.0).
 
         Notes
@@ -154,14 +154,16 @@ class Proposal:
         Examples
         --------
         >>> Proposal.from_array(np.array([[0.2, 0.9]])).kind
-        'probability'
+        'probabilities'
         >>> Proposal.from_array(np.array([[255, 0, 255]], np.uint8)).data.tolist()
         [[[1, 0, 2]]]
         """
         arr = as_stack(prediction, "prediction")
+        if kind == "probability":  # the name before 0.2, same as biounet predict's output kind
+            kind = "probabilities"
         if kind == "auto":
-            kind = "probability" if arr.dtype.kind == "f" else "labels"
-        if kind == "probability":
+            kind = "probabilities" if arr.dtype.kind == "f" else "labels"
+        if kind == "probabilities":
             if arr.dtype.kind in "iu":
                 arr = arr / float(np.iinfo(arr.dtype).max)
             data = arr.astype(np.float64)
@@ -172,9 +174,9 @@ class Proposal:
                     f"prediction: probability values outside [0, 1] "
                     f"(min {data.min():.4g}, max {data.max():.4g})"
                 )
-            return cls(data, "probability")
+            return cls(data, "probabilities")
         if kind != "labels":
-            raise ValueError(f"kind: expected auto, probability or labels, got {kind!r}")
+            raise ValueError(f"kind: expected auto, probabilities or labels, got {kind!r}")
         if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
             raise ValueError("prediction: label image has non-integer values")
         if arr.size and arr.min() < 0:
@@ -190,7 +192,7 @@ class Proposal:
 
     def levels(self, thresholds: tuple[float, ...]) -> tuple[float | None, ...]:
         """The thresholds to sweep, or ``(None,)`` for a label image."""
-        return tuple(thresholds) if self.kind == "probability" else (None,)
+        return tuple(thresholds) if self.kind == "probabilities" else (None,)
 
     def foreground(self, z: int, level: float | None) -> np.ndarray:
         """Cell mask of slice `z`: ``p > level`` or ``labels > 0``; (M, N) bool."""

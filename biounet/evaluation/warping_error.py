@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 
 from biounet.evaluation.proposal import FOUR, WARPING_THRESHOLDS, Proposal, binary_ground_truth
 from biounet.evaluation.simple_points import OFFSETS, neighbourhood_codes, simple_point_table
+from biounet.evaluation.table import MetricResult
 
 #: Names of the codes returned by :func:`classify_warping_errors` (index = code).
 WARPING_ERROR_KINDS = (
@@ -367,7 +368,7 @@ def warping_error(
 
     Returns
     -------
-    result : biounet.evaluation.isbi.MetricResult
+    result : biounet.evaluation.table.MetricResult
         ``best`` (lowest error), its ``threshold`` and ``per_threshold``.
 
     Examples
@@ -377,8 +378,6 @@ def warping_error(
     >>> print(warping_error(merged, gt))
     0.102041 (labels)
     """
-    from biounet.evaluation.isbi import MetricResult
-
     if variant not in ("splits_mergers", "classic"):
         raise ValueError(f"variant: expected splits_mergers or classic, got {variant!r}")
     errors = warping_errors(prediction, ground_truth, thresholds=thresholds)

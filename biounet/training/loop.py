@@ -29,6 +29,10 @@ import torch
 
 from biounet.device import Runtime
 from biounet.errors import BiounetError
+from biounet.evaluation.isbi import evaluate_isbi
+from biounet.evaluation.table import METRIC_KEYS, is_improvement
+from biounet.inference.outputs import foreground_probability
+from biounet.inference.predictor import predict
 from biounet.io.atomic import check_writable
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.normalize import normalize
@@ -44,6 +48,10 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
 LATEST = "latest.pt"
 BEST = "best.pt"
+#: Metrics of :mod:`biounet.evaluation.table` scored on the held-out images.
+VALIDATION_METRICS = ("pixel", "rand")
+#: The validation score that decides best.pt.
+SELECT_BY = "val_rand_error"
 
 
 class TileDataset(torch.utils.data.Dataset):
@@ -143,25 +151,21 @@ def validate(
     slices, as the ISBI scripts do); with mixed sizes, per image and averaged.
     runtime : Runtime
     """
-    from biounet.evaluation.isbi import pixel_error, rand_error
-    from biounet.inference.predictor import predict
-
     model.eval()
     probs = []
     for image in images:
         p = predict(image, model, axes="CYX", runtime=runtime)[0]
-        probs.append(p[1] if p.shape[0] == 2 else 1 - p[0])
+        probs.append(foreground_probability(p))
     if len({p.shape for p in probs}) == 1:
         pairs = [(np.stack(probs), np.stack(truth))]
     else:
         pairs = list(zip(probs, truth, strict=True))
+    scores = [
+        evaluate_isbi(p, t, metrics=VALIDATION_METRICS, kind="probabilities") for p, t in pairs
+    ]
     return {
-        "val_pixel_error": float(
-            np.mean([pixel_error(p, t, kind="probability").best for p, t in pairs])
-        ),
-        "val_rand_error": float(
-            np.mean([rand_error(p, t, kind="probability").best for p, t in pairs])
-        ),
+        f"val_{METRIC_KEYS[m]}": float(np.mean([s[METRIC_KEYS[m]] for s in scores]))
+        for m in VALIDATION_METRICS
     }
 
 
@@ -303,7 +307,7 @@ def train(
             if main and val_set and (step % config.val_every == 0 or step == stop):
                 scores = validate(model, val_images, val_truth, runtime)
                 append_log(run_dir, {"step": step, **scores})
-                if not best or scores["val_rand_error"] < best["val_rand_error"]:
+                if is_improvement(SELECT_BY, scores[SELECT_BY], best.get(SELECT_BY)):
                     best = {"step": step, **scores}
                     save_checkpoint(
                         run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)

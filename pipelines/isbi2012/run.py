@@ -99,7 +99,7 @@ def stage_eval(name: str, run: Path, data: Path, out: Path, tta: str, runtime) -
     prob = predict(images, model, axes="ZYX", tta=tta, runtime=runtime)[:, 1]
     seconds = time.perf_counter() - t
     scores = evaluate_isbi(
-        prob, truth, metrics=("pixel", "rand", "warping", "vrand", "vinfo"), kind="probability"
+        prob, truth, metrics=("pixel", "rand", "warping", "vrand", "vinfo"), kind="probabilities"
     )
     result = {
         "name": name,
