@@ -107,7 +107,7 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
     ("case", "message"),
     [
         ("missing", "missing.tif: no such file"),
-        ("not_tiff", "bad.tif: cannot read as TIFF"),
+        ("not_tiff", "bad.tif: not a readable image"),
         ("shape", "differs from"),
         ("range", r"probability values outside [0, 1]"),
         ("instances", "not a binary cell mask"),

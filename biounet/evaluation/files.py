@@ -16,33 +16,7 @@ from biounet.errors import BiounetError
 from biounet.evaluation.isbi import evaluate_isbi
 from biounet.evaluation.table import ISBI_METRICS, METRIC_KEYS, METRICS, better, threshold_key
 from biounet.io.atomic import atomic_output, check_writable
-
-
-def read_stack(path: str | Path) -> np.ndarray:
-    """Read a 2-D image or a (Z, Y, X) stack from a TIFF file.
-
-    Raises
-    ------
-    BiounetError
-        If the file is missing or unreadable, or not 2-D or 3-D.
-    """
-    import tifffile
-
-    path = Path(path)
-    if not path.is_file():
-        raise BiounetError(f"{path}: no such file")
-    try:
-        image = np.asarray(tifffile.imread(path))
-    except Exception as exc:  # tifffile raises many kinds for broken files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BiounetError(f"{path}: cannot read as TIFF ({reason})") from None
-    if image.ndim not in (2, 3):
-        raise BiounetError(
-            f"{path}: expected a 2-D image or a (Z, Y, X) stack, got shape {image.shape}"
-        )
-    if image.dtype.kind not in "biuf":
-        raise BiounetError(f"{path}: unsupported pixel type {image.dtype}")
-    return image
+from biounet.io.read import read_array
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
@@ -149,8 +123,8 @@ def evaluate_files(
     pred_path, gt_path = Path(prediction), Path(ground_truth)
     if json_path is not None:
         check_writable(json_path, overwrite=True)
-    pred = read_stack(pred_path)
-    gt = read_stack(gt_path)
+    pred = read_array(pred_path, ndim=(2, 3))
+    gt = read_array(gt_path, ndim=(2, 3))
     if pred.shape != gt.shape:
         raise BiounetError(
             f"{pred_path}: shape {pred.shape} differs from {gt_path}: shape {gt.shape}"

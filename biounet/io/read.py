@@ -307,3 +307,60 @@ def _open_data(tifffile: Any, tif: Any, series: Any, path: Path) -> Any:
 
     store = series.aszarr(level=0) if series.is_pyramidal else series.aszarr()
     return zarr.open(store, mode="r")
+
+
+#: Suffixes :func:`read_array` reads: TIFF through tifffile, PNG through Pillow.
+ARRAY_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read a whole TIFF (all pages) or PNG file into memory.
+
+    The one in-memory reader of the package (training pairs, evaluation);
+    :func:`open_image` is its lazy, region-wise counterpart for prediction.
+
+    Parameters
+    ----------
+    path : str or Path
+    ndim : tuple of int, optional
+        Accepted numbers of dimensions, e.g. ``(2, 3)`` for an image or a stack.
+
+    Returns
+    -------
+    ndarray
+        As stored (dtype kept).
+
+    Raises
+    ------
+    BiounetError
+        ``<path>: <problem>`` for a missing file, a folder, an unreadable or
+        empty image, a non-numeric pixel type or an unexpected number of
+        dimensions.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BiounetError(f"{path}: no such file")
+    if path.is_dir():
+        raise BiounetError(f"{path}: is a folder, not an image")
+    try:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                array = np.asarray(img)
+        else:
+            import tifffile
+
+            array = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # any reader failure is the file's fault
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BiounetError(f"{path}: not a readable image ({reason})") from None
+    if array.dtype == object or array.size == 0 or array.ndim < 2:
+        raise BiounetError(f"{path}: not a readable image (shape {array.shape})")
+    if array.dtype.kind not in "biuf":
+        raise BiounetError(f"{path}: unsupported pixel type {array.dtype}")
+    if ndim is not None and array.ndim not in ndim:
+        names = {2: "a 2-D image", 3: "a (Z, Y, X) stack"}
+        want = " or ".join(names.get(n, f"a {n}-D array") for n in ndim)
+        raise BiounetError(f"{path}: expected {want}, got shape {array.shape}")
+    return array

@@ -40,13 +40,14 @@ from typing import Literal
 import numpy as np
 
 from biounet.errors import BiounetError
+from biounet.io.read import ARRAY_SUFFIXES, read_array
 
-__all__ = ["Sample", "load_pairs", "load_labels", "read_image", "to_instances"]
+__all__ = ["Sample", "load_pairs", "load_labels", "to_instances"]
 
 LabelKind = Literal["binary", "instance"]
 Foreground = Literal["high", "low"]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+IMAGE_SUFFIXES = ARRAY_SUFFIXES
 _LABEL_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt")
 _CTC_IMAGE = re.compile(r"^t(\d+)$")
 _CTC_LABEL = re.compile(r"^man_seg_?(\d+)$")
@@ -71,35 +72,6 @@ class Sample:
     image: np.ndarray
     instances: np.ndarray
     name: str
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a TIFF (all pages) or PNG file as an array.
-
-    Raises
-    ------
-    BiounetError
-        If the file is missing or not a readable image.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise BiounetError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                array = np.asarray(img)
-    except Exception as exc:  # any reader failure is the file's fault
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BiounetError(f"{path}: not a readable image ({reason})") from None
-    if array.dtype == object or array.size == 0 or array.ndim < 2:
-        raise BiounetError(f"{path}: not a readable image (shape {array.shape})")
-    return array
 
 
 def to_instances(
@@ -272,14 +244,14 @@ def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray,
     """Yield (image plane, label plane, image name, label name) without checking values."""
     if images.is_dir():
         for image_path, label_path in _folder_pairs(images, labels):
-            label = read_image(label_path)
+            label = read_array(label_path)
             if label.ndim != 2:
                 raise BiounetError(
                     f"{label_path}: a label image must be one 2-D plane, got shape {label.shape}"
                 )
-            yield read_image(image_path), label, image_path.name, str(label_path)
+            yield read_array(image_path), label, image_path.name, str(label_path)
         return
-    image_stack, label_stack = read_image(images), read_image(labels)
+    image_stack, label_stack = read_array(images), read_array(labels)
     label_planes = _planes(label_stack, str(labels))
     if len(label_planes) == 1:
         plane = label_planes[0].shape
@@ -373,7 +345,7 @@ def load_labels(
         files = [path]
     out = []
     for file in files:
-        planes = _planes(read_image(file), str(file))
+        planes = _planes(read_array(file), str(file))
         for z, plane in enumerate(planes):
             name = f"{file}[{z}]" if len(planes) > 1 else str(file)
             out.append(
