@@ -15,6 +15,7 @@ from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.config import DataConfig, TrainConfig
 from biounet.training.loop import prepare_run, train
+from biounet.training.run import run_training
 
 
 def _config(folder, batch):
@@ -48,10 +49,7 @@ def _rank(rank, world, port, folder):
     runtime = ddp.setup(make_runtime("cpu"))
     try:
         cfg = _config(folder, batch=1)
-        if ddp.rank() == 0:
-            prepare_run(cfg, folder / "ddp")
-        torch.distributed.barrier()
-        train(cfg, folder / "ddp", runtime=runtime)
+        run_training(cfg, folder / "ddp", runtime=runtime)
     finally:
         ddp.teardown()
 

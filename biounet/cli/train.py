@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from pathlib import Path
 
 import click
@@ -129,17 +127,15 @@ def command(
     """
     from biounet.device import make_runtime
     from biounet.training import ddp
-    from biounet.training.config import apply_overrides, load_config
-    from biounet.training.loop import CONFIG_NAME, prepare_run, train
+    from biounet.training.config import TrainConfig, apply_overrides, load_config
+    from biounet.training.run import run_config, run_training, summary_line
 
     if (out is None) == (resume is None):
         raise BiounetError("give either --out RUN_DIR for a new run or --resume RUN_DIR")
     run_dir = resume or out
     if resume is not None:
-        config = load_config(resume / CONFIG_NAME)
+        config = run_config(resume)
     else:
-        from biounet.training.config import TrainConfig
-
         config = load_config(config_path) if config_path else TrainConfig()
     try:
         config = apply_overrides(
@@ -172,70 +168,15 @@ def command(
         raise BiounetError(str(exc)) from None
     runtime = ddp.setup(make_runtime(device, precision))
     try:
-        if ddp.rank() == 0:
-            if resume is None:
-                prepare_run(config, run_dir, overwrite=overwrite)
-            elif iterations is not None:
-                prepare_run(config, run_dir, overwrite=True)  # record the new total
-        if ddp.world_size() > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-        with _stop_on_sigterm():
-            summary = train(
-                config, run_dir, runtime=runtime, resume=resume is not None, progress=progress
-            )
-    except KeyboardInterrupt:
-        raise BiounetError(_interrupted(run_dir)) from None
+        summary = run_training(
+            config,
+            run_dir,
+            runtime=runtime,
+            resume=resume is not None,
+            overwrite=overwrite,
+            progress=progress,
+        )
     finally:
         ddp.teardown()
     if ddp.rank() == 0:
-        best = summary.best
-        best_text = (
-            f"; best validation Rand error {best['val_rand_error']:.4f}, pixel error "
-            f"{best['val_pixel_error']:.4f} at step {best['step']}"
-            if best
-            else ""
-        )
-        click.echo(
-            f"{run_dir}: {summary.steps} steps, {summary.seconds / 60:.1f} min of training, "
-            f"last loss {summary.last_loss:.4f}{best_text}"
-        )
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm():
-    """Treat SIGTERM (a batch system's pre-emption) like Ctrl-C while training."""
-
-    def handler(signum, frame):
-        # A SIGTERM sent to the whole process group kills the DataLoader workers
-        # too; torch's SIGCHLD handler would then raise over our clean stop.
-        # (A no-op, not SIG_DFL: a SIGCHLD already pending would print a warning.)
-        if hasattr(signal, "SIGCHLD"):
-            signal.signal(signal.SIGCHLD, lambda *_: None)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupted(run_dir: Path) -> str:
-    """The one-line message for an interrupted run: where it can continue from."""
-    from biounet.network.checkpoint import load_checkpoint
-    from biounet.training.loop import LATEST
-
-    latest = Path(run_dir) / LATEST
-    if not latest.is_file():
-        return f"{run_dir}: interrupted before the first checkpoint; start again"
-    step = load_checkpoint(latest)["train_state"]["step"]
-    return (
-        f"{run_dir}: interrupted; {LATEST} holds step {step}; continue with "
-        f"biounet train --resume {run_dir}"
-    )
+        click.echo(summary_line(summary))

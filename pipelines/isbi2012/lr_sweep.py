@@ -17,7 +17,7 @@ from pathlib import Path
 from biounet.device import make_runtime
 from biounet.network.unet import UNetConfig
 from biounet.training.config import DataConfig, TrainConfig
-from biounet.training.loop import prepare_run, train
+from biounet.training.run import run_training
 from biounet.training.runlog import read_log
 
 
@@ -46,9 +46,8 @@ def main() -> None:
             log_every=10,
         )
         run = args.out / f"lr_{lr:g}"
-        prepare_run(cfg, run, overwrite=True)
         try:
-            summary = train(cfg, run, runtime=make_runtime("cpu"))
+            summary = run_training(cfg, run, runtime=make_runtime("cpu"), overwrite=True)
             val = [r for r in read_log(run) if "val_rand_error" in r]
             losses = [r["loss"] for r in read_log(run) if "loss" in r]
             rows.append(

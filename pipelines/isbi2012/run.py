@@ -39,7 +39,8 @@ from biounet.inference.predictor import predict
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.unet import UNet
 from biounet.training.config import DataConfig, load_config
-from biounet.training.loop import CONFIG_NAME, LATEST, prepare_run, train
+from biounet.training.loop import LATEST
+from biounet.training.run import run_config, run_training
 from biounet.training.runlog import read_log, training_seconds
 
 HERE = Path(__file__).resolve().parent
@@ -79,10 +80,9 @@ def stage_train(name: str, config, data: Path, out: Path, runtime) -> Path:
             log.info(f"{name}: trained ({step} steps)")
             return run
         log.info(f"{name}: resuming at step {step}")
-        train(load_config(run / CONFIG_NAME), run, runtime=runtime, resume=True, progress=True)
+        run_training(run_config(run), run, runtime=runtime, resume=True, progress=True)
         return run
-    prepare_run(config, run, overwrite=True)
-    train(config, run, runtime=runtime, progress=True)
+    run_training(config, run, runtime=runtime, overwrite=True, progress=True)
     return run
 
 
