@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import synthetic_tiff  # noqa: E402
 
 from biounet.inference.dask import local_threads, predict_distributed, start_client  # noqa: E402
-from biounet.inference.files import OutputOptions, TileOptions, segment_file  # noqa: E402
+from biounet.inference.files import segment_file
 from biounet.network.unet import UNet, UNetConfig  # noqa: E402
+from biounet.options import OutputOptions, TileOptions  # noqa: E402
 
 
 def worker_peak_rss(client) -> list[float]:

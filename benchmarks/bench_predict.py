@@ -209,7 +209,8 @@ def monai_seconds(image: Path, padded: UNet) -> float:
 
 def ours_seconds(image: Path, model: UNet, out: Path, window: int | None, batch: int) -> float:
     """Wall seconds of segment_file (read, predict, write) in this process."""
-    from biounet.inference.files import OutputOptions, TileOptions, segment_file
+    from biounet.inference.files import segment_file
+    from biounet.options import OutputOptions, TileOptions
 
     t = time.perf_counter()
     segment_file(

@@ -12,15 +12,14 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from biounet.errors import BiounetError
+from biounet.options import Precision
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -11,9 +11,10 @@ import tifffile
 import torch
 
 from biounet.inference import dask as distributed
-from biounet.inference.files import OutputOptions, TileOptions, segment_file
+from biounet.inference.files import segment_file
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
+from biounet.options import OutputOptions, TileOptions
 
 pytest.importorskip("distributed")
 

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 from skimage.measure import label
 
 from biounet.cli import main
-from biounet.inference.files import OutputOptions, TileOptions, segment_file
+from biounet.inference.files import segment_file
 from biounet.inference.predictor import Predictor, predict
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
+from biounet.options import OutputOptions, TileOptions
 
 
 @pytest.fixture(scope="module")

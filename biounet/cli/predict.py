@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import click
 
-from biounet.errors import BiounetError
+from biounet.inference.instances import InstanceOptions
+from biounet.io.write import COMPRESSIONS
+from biounet.options import (
+    INSTANCE_METHODS,
+    OUTPUT_KINDS,
+    PRECISIONS,
+    PROBABILITY_DTYPES,
+    TTA_CHOICES,
+    OutputOptions,
+    TileOptions,
+)
 
-TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def _inputs(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
-            )
-            if not found:
-                raise BiounetError(f"{path}: folder holds no .tif/.tiff files")
-            files += found
-        elif not path.exists():
-            raise BiounetError(f"{path}: no such file")
-        else:
-            files.append(path)
-    return files
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _targets(files: list[Path], out: Path, kind: str, fmt: str) -> list[Path]:
-    """One output path per input: OUT itself, or OUT/<stem>_<kind>.<ext> for several."""
-    if len(files) == 1 and not out.is_dir():
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise BiounetError(f"{out}: several inputs need an output folder, not a file")
-    out.mkdir(parents=True, exist_ok=True)
-    ext = ".zarr" if fmt == "zarr" else ".tif"
-    targets = [out / f"{_stem(f)}_{kind}{ext}" for f in files]
-    if len(set(targets)) != len(targets):
-        raise BiounetError(f"{out}: two inputs have the same name; predict them separately")
-    return targets
+OUTPUT = OutputOptions()
 
 
 @click.command("predict")
@@ -71,59 +39,61 @@ def _targets(files: list[Path], out: Path, kind: str, fmt: str) -> list[Path]:
 @click.option(
     "--output",
     "kind",
-    type=click.Choice(["labels", "mask", "probabilities"]),
-    default="labels",
+    type=click.Choice(OUTPUT_KINDS),
+    default=OUTPUT.kind,
     show_default=True,
     help="Instance labels, a 0/255 foreground mask, or class probabilities.",
 )
 @click.option(
     "--dtype",
-    type=click.Choice(["float32", "uint16", "uint8"]),
-    default="float32",
+    type=click.Choice(PROBABILITY_DTYPES),
+    default=OUTPUT.dtype,
     show_default=True,
     help="Probabilities as floats or scaled integers.",
 )
 @click.option(
     "--threshold",
     type=float,
-    default=0.5,
+    default=OUTPUT.instances.threshold,
     show_default=True,
     help="Foreground is probability > threshold (mask and labels).",
 )
 @click.option(
     "--instances",
-    type=click.Choice(["components", "watershed"]),
-    default="components",
+    type=click.Choice(INSTANCE_METHODS),
+    default=OUTPUT.instances.method,
     show_default=True,
     help="Connected components, or a watershed from confident seeds.",
 )
 @click.option(
     "--seed-threshold",
     type=float,
-    default=0.9,
+    default=OUTPUT.instances.seed_threshold,
     show_default=True,
     help="Watershed seeds: probability > this.",
 )
 @click.option(
     "--min-size",
     type=int,
-    default=0,
+    default=OUTPUT.instances.min_size,
     show_default=True,
     help="Remove objects smaller than this many pixels.",
 )
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
 @click.option(
     "--tta",
-    type=click.Choice(["none", "d4", "rot7"]),
-    default="none",
+    type=click.Choice(TTA_CHOICES),
+    default=TileOptions().tta,
     show_default=True,
     help="Test-time averaging: 8 flips/rotations (exact), or 7 rotations by 360/7.",
 )
 @click.option(
+    "--window",
     "--tile-size",
+    "window",
     type=int,
-    help="Network input per tile (a valid size, see "
-    "'biounet summary'). Default: the largest that fits --memory.",
+    help="Network input per tile, the window read around each output tile (a valid "
+    "size, see 'biounet summary'). Default: the largest that fits --memory.",
 )
 @click.option(
     "--batch-size", type=int, default=1, show_default=True, help="Tiles per forward pass."
@@ -141,15 +111,15 @@ def _targets(files: list[Path], out: Path, kind: str, fmt: str) -> list[Path]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
     help="Mixed precision on CUDA only.",
 )
 @click.option(
     "--compression",
-    type=click.Choice(["zlib", "zstd", "lzw", "none"]),
-    default="zlib",
+    type=click.Choice(COMPRESSIONS),
+    default=OUTPUT.compression,
     show_default=True,
     help="TIFF compression.",
 )
@@ -187,7 +157,7 @@ def command(
     min_size,
     connectivity,
     tta,
-    tile_size,
+    window,
     batch_size,
     memory_mib,
     axes,
@@ -215,28 +185,16 @@ def command(
       biounet predict slides/ -o results/ --device cuda --batch-size 4
       biounet predict slide.tif -o slide.zarr --workers 4
     """
+    import contextlib
     import logging
 
     from biounet.device import make_runtime
-    from biounet.inference.files import OutputOptions, TileOptions, segment_file
-    from biounet.inference.instances import InstanceOptions
-    from biounet.network.bundled import default_model_path
+    from biounet.errors import BiounetError
+    from biounet.inference.files import predict_files
+    from biounet.network.bundled import load_model_or_bundled
 
-    files = _inputs(inputs)
-    targets = _targets(files, out, kind, fmt)
-    if not overwrite:
-        for target in targets:
-            if target.exists():
-                raise BiounetError(f"{target}: already exists (use --overwrite to replace it)")
     if batch_size < 1:
         raise BiounetError(f"--batch-size {batch_size}: must be at least 1")
-    runtime = make_runtime(device, precision)
-    model = _load_model(model_path or default_model_path())
-    log = logging.getLogger("biounet")
-    log.info(
-        f"model: {model_path or 'bundled'} ({model.config.features} features, "
-        f"{model.config.padding}); device: {runtime.describe()}"
-    )
     try:
         output = OutputOptions(
             kind,
@@ -248,54 +206,36 @@ def command(
         )
     except ValueError as exc:
         raise BiounetError(str(exc)) from None
-    memory = memory_mib * 2**20 if memory_mib else None
-    tiles = TileOptions(tile_size, batch_size, memory, tta)
-    run = partial(segment_file, model=model, runtime=runtime)
-    client = cluster = None
-    if workers or scheduler:
-        from biounet.inference.dask import local_threads, predict_distributed, start_client
+    tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
+    runtime = make_runtime(device, precision)
+    model = load_model_or_bundled(model_path)
+    log = logging.getLogger("biounet")
+    log.info(
+        f"model: {model_path or 'bundled'} ({model.config.features} features, "
+        f"{model.config.padding}); device: {runtime.describe()}"
+    )
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if workers is not None or scheduler:
+            from biounet.inference.dask import connect
 
-        if workers is not None and workers < 1:
-            raise BiounetError(f"--workers {workers}: must be at least 1")
-        client, cluster = start_client(scheduler, workers)
-        if client.dashboard_link:
-            log.info(f"Dask dashboard: {client.dashboard_link}")
-        run = partial(
-            predict_distributed,
-            model=model,
-            client=client,
-            device=device,
-            threads=local_threads(workers) if workers else None,
-        )
-    try:
-        for source, target in zip(files, targets, strict=True):
-            try:
-                summary = run(
-                    source,
-                    target,
-                    tiles=tiles,
-                    output=output,
-                    axes=axes,
-                    overwrite=overwrite,
-                    progress=progress,
-                )
-            except ValueError as exc:  # e.g. an invalid --tile-size
-                raise BiounetError(f"{source}: {exc}") from None
+            cluster = stack.enter_context(connect(scheduler, workers, device))
+            if cluster.dashboard_link:
+                log.info(f"Dask dashboard: {cluster.dashboard_link}")
+        for summary, png in predict_files(
+            inputs,
+            out,
+            model,
+            runtime=runtime,
+            tiles=tiles,
+            output=output,
+            axes=axes,
+            fmt=fmt,
+            overwrite=overwrite,
+            progress=progress,
+            preview=preview,
+            cluster=cluster,
+        ):
             click.echo(summary.line())
-            if preview:
-                from biounet.viz.overlay import render_overlay
-
-                png = target.with_suffix(".png")
-                render_overlay(source, target, png, kind=kind)
+            if png is not None:
                 click.echo(f"preview: {png}")
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _load_model(path: Path):
-    from biounet.network.unet import UNet
-
-    return UNet.from_checkpoint(path)

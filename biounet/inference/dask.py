@@ -29,13 +29,11 @@ from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.inference.files import (
     PredictSummary,
-    TileOptions,
     check_channels,
     file_tiles,
     label_store,
 )
 from biounet.inference.outputs import (
-    OutputOptions,
     encode,
     foreground_probability,
     output_layout,
@@ -47,6 +45,7 @@ from biounet.io.read import open_image
 from biounet.io.write import Layout, create_zarr, write_tiles, zarr_key
 from biounet.network.checkpoint import checkpoint_dict
 from biounet.network.unet import UNet, model_from_checkpoint
+from biounet.options import OutputOptions, TileOptions
 
 #: Output tiles per block side: a task predicts BLOCK_TILES**2 tiles.
 BLOCK_TILES = 4
@@ -95,6 +94,73 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     return Client(cluster), cluster
+
+
+class DaskCluster:
+    """A Dask client (and the local cluster it started) that predicts files.
+
+    Use :func:`connect` to make one, as a context manager so that a local
+    cluster is stopped at the end; :meth:`segment_file` has the signature of
+    :func:`biounet.inference.files.segment_file`, so
+    :func:`~biounet.inference.files.predict_files` takes either.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    cluster : distributed.LocalCluster or None
+    device : str
+        Device spec each worker resolves (``auto``, ``cpu``, ``cuda``).
+    threads : int, optional
+        torch threads per worker.
+    """
+
+    def __init__(self, client: Any, cluster: Any, device: str, threads: int | None) -> None:
+        self.client, self.cluster, self.device, self.threads = client, cluster, device, threads
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard's address, if it has one."""
+        return self.client.dashboard_link
+
+    def segment_file(self, input_path, output_path, model, *, runtime=None, **options):
+        """:func:`predict_distributed` on this cluster (`runtime` is resolved per worker)."""
+        return predict_distributed(
+            input_path,
+            output_path,
+            model,
+            client=self.client,
+            device=self.device,
+            threads=self.threads,
+            **options,
+        )
+
+    def close(self) -> None:
+        """Close the client, then the local cluster if this process started one."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self) -> DaskCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    scheduler: str | None = None, workers: int | None = None, device: str = "auto"
+) -> DaskCluster:
+    """Connect to `scheduler`, or start a local cluster of `workers` processes.
+
+    Raises
+    ------
+    BiounetError
+        Dask missing, an unreachable scheduler, or fewer than one worker.
+    """
+    if workers is not None and workers < 1:
+        raise BiounetError(f"--workers {workers}: must be at least 1")
+    client, cluster = start_client(scheduler, workers)
+    return DaskCluster(client, cluster, device, local_threads(workers) if workers else None)
 
 
 def _model_blob(model: UNet) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Segment a TIFF of any size into a TIFF or OME-Zarr, streaming from disk to disk.
+"""Segment TIFFs of any size into TIFFs or OME-Zarr, streaming from disk to disk.
 
 The input is read one tile window at a time, the network's output is written
 one tile at a time, and instance labelling works block by block, so peak
@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from biounet.errors import BiounetError
 from biounet.inference.instances import label_stack
 from biounet.inference.outputs import (
     TILE_UNIT,
-    OutputOptions,
     encode,
     foreground_probability,
     label_dtype,
@@ -33,34 +32,11 @@ from biounet.inference.outputs import (
 from biounet.inference.predictor import Predictor, plan_tiles
 from biounet.inference.progress import Progress, TileProgress
 from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
-from biounet.inference.tta import TTA
 from biounet.io.atomic import atomic_output, check_writable
 from biounet.io.read import ImageSource, open_image
 from biounet.io.write import Layout, write_tiles
 from biounet.network.unet import UNet
-
-
-@dataclass(frozen=True)
-class TileOptions:
-    """How the image is cut into tiles.
-
-    Parameters
-    ----------
-    window : int, optional
-        Network input size per tile (a valid size); default: the largest that
-        fits `memory_bytes`.
-    batch_size : int
-        Tiles per forward pass.
-    memory_bytes : int, optional
-        Activation-memory budget for the default window.
-    tta : {'none', 'd4', 'rot7'}
-        Test-time averaging.
-    """
-
-    window: int | None = None
-    batch_size: int = 1
-    memory_bytes: int | None = None
-    tta: TTA = "none"
+from biounet.options import OutputOptions, TileOptions
 
 
 @dataclass(frozen=True)
@@ -270,3 +246,142 @@ def _write_labels(
         return label_store(tmp, prob, plane_layout(source, 1, np.uint32), spec, output, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+#: What ``predict`` accepts as input files (and finds in an input folder).
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: Output formats, as ``--format`` names them, and their suffixes.
+OUTPUT_FORMATS = {"tiff": ".tif", "zarr": ".zarr"}
+
+
+def input_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The TIFF files named by `paths`: files as they are, folders by their ``*.tif[f]``.
+
+    Raises
+    ------
+    BiounetError
+        A missing path, or a folder without TIFF files.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
+            )
+            if not found:
+                raise BiounetError(f"{path}: folder holds no .tif/.tiff files")
+            files += found
+        elif not path.exists():
+            raise BiounetError(f"{path}: no such file")
+        else:
+            files.append(path)
+    return files
+
+
+def image_stem(path: Path) -> str:
+    """A file name without its image suffix (``.ome.tif`` counts as one).
+
+    Examples
+    --------
+    >>> image_stem(Path("a/slide.ome.tiff")), image_stem(Path("b.TIF"))
+    ('slide', 'b')
+    """
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_paths(files: list[Path], out: Path, kind: str, fmt: str = "tiff") -> list[Path]:
+    """One output path per input: `out` itself, or ``out/<stem>_<kind>.<ext>`` for several.
+
+    Raises
+    ------
+    BiounetError
+        Several inputs and `out` a file, or two inputs with the same name.
+    """
+    if len(files) == 1 and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise BiounetError(f"{out}: several inputs need an output folder, not a file")
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / f"{image_stem(f)}_{kind}{OUTPUT_FORMATS[fmt]}" for f in files]
+    if len(set(targets)) != len(targets):
+        raise BiounetError(f"{out}: two inputs have the same name; predict them separately")
+    return targets
+
+
+def predict_files(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    model: UNet,
+    *,
+    runtime: Runtime | None = None,
+    tiles: TileOptions | None = None,
+    output: OutputOptions | None = None,
+    axes: str | None = None,
+    fmt: str = "tiff",
+    overwrite: bool = False,
+    progress: Progress = False,
+    preview: bool = False,
+    cluster: Any = None,
+) -> Iterator[tuple[PredictSummary, Path | None]]:
+    """Segment every input file; yield each summary (and preview PNG) as it is done.
+
+    This is ``biounet predict``: inputs are files or folders of TIFFs, `out`
+    a file (one input) or a folder (``<stem>_<kind>.tif`` or ``.zarr``).
+    Every output is checked before the first one is computed.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+    out : path
+    model : UNet
+    runtime, tiles, output, axes, overwrite, progress
+        As for :func:`segment_file`.
+    fmt : {'tiff', 'zarr'}
+        Output format when `out` is a folder.
+    preview : bool
+        Also write an overlay PNG beside each output.
+    cluster : DaskCluster, optional
+        Predict on this Dask cluster (:func:`biounet.inference.dask.connect`)
+        instead of in this process.
+
+    Yields
+    ------
+    summary : PredictSummary
+    preview : Path or None
+    """
+    output = output or OutputOptions()
+    files = input_files(inputs)
+    targets = output_paths(files, Path(out), output.kind, fmt)
+    if not overwrite:
+        for target in targets:
+            if target.exists():
+                raise BiounetError(f"{target}: already exists (use --overwrite to replace it)")
+    run = segment_file if cluster is None else cluster.segment_file
+    for source, target in zip(files, targets, strict=True):
+        try:
+            summary = run(
+                source,
+                target,
+                model,
+                runtime=runtime,
+                tiles=tiles,
+                output=output,
+                axes=axes,
+                overwrite=overwrite,
+                progress=progress,
+            )
+        except ValueError as exc:  # e.g. an invalid window size
+            raise BiounetError(f"{source}: {exc}") from None
+        png = None
+        if preview:
+            from biounet.viz.overlay import render_overlay
+
+            png = target.with_suffix(".png")
+            render_overlay(source, target, png, kind=output.kind)
+        yield summary, png

@@ -10,61 +10,23 @@ same journey from disk to disk, tile by tile, and gives the same labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from biounet.device import Runtime
-from biounet.inference.instances import InstanceOptions, label_stack
+from biounet.inference.instances import label_stack
 from biounet.inference.predictor import Predictor, as_source, plan_tiles, predict_planes
 from biounet.inference.progress import Progress
-from biounet.inference.tta import TTA
 from biounet.io.read import ImageSource
-from biounet.io.write import COMPRESSIONS, Layout
+from biounet.io.write import Layout
 from biounet.network.unet import UNet
+from biounet.options import TTA, OutputOptions
 
 #: Tiles are multiples of 16 pixels (TIFF tiles must be), in memory as on disk,
 #: so that :func:`segment` and ``segment_file`` cut an image the same way.
 TILE_UNIT = 16
-
-OutputKind = Literal["probabilities", "mask", "labels"]
-OUTPUT_KINDS: tuple[str, ...] = ("labels", "mask", "probabilities")
-PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "uint16", "uint8")
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """What is written.
-
-    Parameters
-    ----------
-    kind : {'labels', 'mask', 'probabilities'}
-        ``probabilities``: the foreground probability (two classes) or all
-        class probabilities (more classes, as a trailing sample axis).
-        ``mask``: 0/255 foreground mask (two classes) or the class index.
-        ``labels``: instance labels (see :mod:`biounet.inference.instances`).
-    dtype : {'float32', 'uint16', 'uint8'}
-        Probabilities as floats or scaled to the integer range.
-    instances : InstanceOptions
-        Threshold (also used for ``mask``), method and minimum size.
-    compression : {'none', 'zlib', 'zstd', 'lzw'}
-        TIFF compression (OME-Zarr uses its default codec).
-    """
-
-    kind: OutputKind = "labels"
-    dtype: str = "float32"
-    instances: InstanceOptions = field(default_factory=InstanceOptions)
-    compression: str = "zlib"
-
-    def __post_init__(self) -> None:
-        if self.kind not in OUTPUT_KINDS:
-            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.kind!r}")
-        if self.dtype not in PROBABILITY_DTYPES:
-            raise ValueError(f"dtype must be one of {PROBABILITY_DTYPES}, got {self.dtype!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}")
 
 
 def foreground_probability(p: np.ndarray) -> np.ndarray:

@@ -28,10 +28,11 @@ from biounet.inference.tiling import (
     tile_grid,
     tile_spec,
 )
-from biounet.inference.tta import TTA, TTA_CHOICES, dihedral_transforms, rot7_angles, rotate
+from biounet.inference.tta import dihedral_transforms, rot7_angles, rotate
 from biounet.io.read import ImageSource, from_array
 from biounet.network import shapes
 from biounet.network.unet import UNet, UNetConfig
+from biounet.options import TTA, TTA_CHOICES
 
 #: Peak activation memory of a forward pass, in 4-byte floats per input pixel and
 #: per feature channel of the first level: the live tensors of the top expansive

@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
-TTA = Literal["none", "d4", "rot7"]
-TTA_CHOICES = ("none", "d4", "rot7")
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

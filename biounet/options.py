@@ -1,0 +1,87 @@
+"""What users choose for prediction and where it runs, as plain values: importable without torch.
+
+The command line builds its choices and defaults from these (``biounet --help``
+does not wait for torch), and the library takes them as frozen dataclasses:
+:class:`TileOptions` (how an image is cut) and :class:`OutputOptions` (what is
+written), plus the choices of test-time averaging and precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from biounet.inference.instances import InstanceOptions
+from biounet.io.write import COMPRESSIONS
+
+#: Test-time averaging: none, the 8 flips/rotations (exact), 7 rotations by 360/7.
+TTA = Literal["none", "d4", "rot7"]
+TTA_CHOICES: tuple[str, ...] = ("none", "d4", "rot7")
+
+#: Mixed precision on CUDA (the CPU always computes in float32).
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+
+#: How probabilities become instances (see :mod:`biounet.inference.instances`).
+INSTANCE_METHODS: tuple[str, ...] = ("components", "watershed")
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How the image is cut into tiles.
+
+    Parameters
+    ----------
+    window : int, optional
+        Network input size per tile (a valid size); default: the largest that
+        fits `memory_bytes`.
+    batch_size : int
+        Tiles per forward pass.
+    memory_bytes : int, optional
+        Activation-memory budget for the default window.
+    tta : {'none', 'd4', 'rot7'}
+        Test-time averaging.
+    """
+
+    window: int | None = None
+    batch_size: int = 1
+    memory_bytes: int | None = None
+    tta: TTA = "none"
+
+
+OutputKind = Literal["probabilities", "mask", "labels"]
+OUTPUT_KINDS: tuple[str, ...] = ("labels", "mask", "probabilities")
+PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "uint16", "uint8")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written.
+
+    Parameters
+    ----------
+    kind : {'labels', 'mask', 'probabilities'}
+        ``probabilities``: the foreground probability (two classes) or all
+        class probabilities (more classes, as a trailing sample axis).
+        ``mask``: 0/255 foreground mask (two classes) or the class index.
+        ``labels``: instance labels (see :mod:`biounet.inference.instances`).
+    dtype : {'float32', 'uint16', 'uint8'}
+        Probabilities as floats or scaled to the integer range.
+    instances : InstanceOptions
+        Threshold (also used for ``mask``), method and minimum size.
+    compression : {'none', 'zlib', 'zstd', 'lzw'}
+        TIFF compression (OME-Zarr uses its default codec).
+    """
+
+    kind: OutputKind = "labels"
+    dtype: str = "float32"
+    instances: InstanceOptions = field(default_factory=InstanceOptions)
+    compression: str = "zlib"
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_KINDS:
+            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.kind!r}")
+        if self.dtype not in PROBABILITY_DTYPES:
+            raise ValueError(f"dtype must be one of {PROBABILITY_DTYPES}, got {self.dtype!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}")
