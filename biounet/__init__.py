@@ -16,21 +16,37 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it. No public name is also the name of
+#: a submodule of ``biounet`` (Python would hand out the module instead once it
+#: is imported); tests/test_api.py checks both.
 _EXPORTS = {
+    # network
     "UNet": "biounet.network.unet",
     "UNetConfig": "biounet.network.unet",
+    "load_model": "biounet.network.unet",
     "Normalization": "biounet.network.normalize",
     "output_size": "biounet.network.shapes",
     "valid_input_sizes": "biounet.network.shapes",
     "halo": "biounet.network.shapes",
+    # inference
     "predict": "biounet.inference.predictor",
+    "segment": "biounet.inference.outputs",
     "segment_file": "biounet.inference.files",
+    "predict_files": "biounet.inference.files",
+    "TileOptions": "biounet.options",
+    "OutputOptions": "biounet.options",
+    "InstanceOptions": "biounet.inference.instances",
+    # training
     "load_pairs": "biounet.training.data",
     "weight_map": "biounet.training.weight_map",
     "random_tile": "biounet.training.augment",
     "TrainConfig": "biounet.training.config",
     "train": "biounet.training.loop",
+    "run_training": "biounet.training.run",
+    # evaluation
     "evaluate_isbi": "biounet.evaluation.isbi",
+    "evaluate_files": "biounet.evaluation.files",
+    # errors
     "BiounetError": "biounet.errors",
 }
 

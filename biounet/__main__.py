@@ -2,4 +2,5 @@
 
 from biounet.cli import main
 
-main(prog_name="biounet")
+if __name__ == "__main__":
+    main(prog_name="biounet")

@@ -191,7 +191,7 @@ def command(
     from biounet.device import make_runtime
     from biounet.errors import BiounetError
     from biounet.inference.files import predict_files
-    from biounet.network.bundled import load_model_or_bundled
+    from biounet.network.unet import load_model
 
     if batch_size < 1:
         raise BiounetError(f"--batch-size {batch_size}: must be at least 1")
@@ -208,7 +208,7 @@ def command(
         raise BiounetError(str(exc)) from None
     tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
     runtime = make_runtime(device, precision)
-    model = load_model_or_bundled(model_path)
+    model = load_model(model_path)
     log = logging.getLogger("biounet")
     log.info(
         f"model: {model_path or 'bundled'} ({model.config.features} features, "

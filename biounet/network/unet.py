@@ -35,6 +35,7 @@ from torch import nn
 
 from biounet.errors import BiounetError
 from biounet.network import shapes
+from biounet.network.bundled import default_model_path
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.normalize import Normalization
 from biounet.plain import from_plain
@@ -306,8 +307,18 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> U
     return model.eval()
 
 
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> UNet:
-    """Rebuild the model stored in a checkpoint file (see :meth:`UNet.from_checkpoint`)."""
+def load_model(
+    path: str | Path | None = None, *, map_location: str | torch.device = "cpu"
+) -> UNet:
+    """The model stored in a checkpoint file; without `path`, the bundled ISBI 2012 model.
+
+    Raises
+    ------
+    BiounetError
+        As :meth:`UNet.from_checkpoint`.
+    """
+    if path is None:
+        path = default_model_path()
     return model_from_checkpoint(load_checkpoint(path, map_location=map_location), str(path))
 
 

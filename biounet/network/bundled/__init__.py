@@ -19,14 +19,3 @@ def default_model_path() -> Path:
         raise BiounetError(f"{BUNDLED}: no bundled model in this installation; pass --model")
     return BUNDLED
 
-
-def load_model_or_bundled(path: str | Path | None = None):
-    """The model in checkpoint `path`, or the bundled one when `path` is None.
-
-    Returns
-    -------
-    biounet.network.unet.UNet
-    """
-    from biounet.network.unet import load_model
-
-    return load_model(path if path is not None else default_model_path())

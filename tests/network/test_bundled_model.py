@@ -28,7 +28,7 @@ def test_bundled_model_is_compact_and_loads_as_float32():
 
 
 def test_predict_uses_the_bundled_model_by_default(tmp_path):
-    sample = Path(__file__).resolve().parents[1] / "sample_data" / "em_synthetic.tif"
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "em_synthetic.tif"
     out_default, out_explicit = tmp_path / "a.tif", tmp_path / "b.tif"
     runner = CliRunner()
     r = runner.invoke(main, ["predict", str(sample), "-o", str(out_default), "--output", "mask"])
