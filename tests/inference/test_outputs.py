@@ -1,0 +1,94 @@
+"""In-memory segment(): the same labels, masks and probabilities as the file path."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from biounet.inference.files import predict_files, segment_file
+from biounet.inference.instances import InstanceOptions
+from biounet.inference.outputs import encode, foreground_probability, segment
+from biounet.inference.predictor import predict
+from biounet.network.unet import UNet, UNetConfig
+from biounet.options import OutputOptions, TileOptions
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(5)
+    model = UNet(UNetConfig(features=4, depth=2))
+    with torch.no_grad():  # a bias that puts the decision near 0.5 for some pixels
+        model.head.bias.copy_(torch.tensor([0.0, 0.02]))
+    return model.eval()
+
+
+@pytest.fixture
+def stack(rng):
+    # smooth blobs so that objects span several tiles
+    from scipy.ndimage import gaussian_filter
+
+    noise = rng.normal(size=(2, 150, 170))
+    return (255 * (gaussian_filter(noise, (0, 4, 4)) > 0)).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        OutputOptions("labels"),
+        OutputOptions("labels", instances=InstanceOptions("watershed", 0.5, 0.55, 3)),
+        OutputOptions("labels", instances=InstanceOptions(min_size=20)),
+        OutputOptions("mask", instances=InstanceOptions(threshold=0.45)),
+        OutputOptions("probabilities", "uint16"),
+    ],
+    ids=["components", "watershed", "min_size", "mask", "probabilities"],
+)
+def test_segment_equals_segment_file(tmp_path, net, stack, output):
+    window = 76  # several tiles per plane: objects cross tile borders
+    tiles = TileOptions(window=window)
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
+    segment_file(path, tmp_path / "out.tif", net, tiles=tiles, output=output)
+    on_disk = tifffile.imread(tmp_path / "out.tif")
+    in_memory = segment(stack, net, axes="ZYX", output=output, window=window)
+    assert in_memory.shape == on_disk.shape == stack.shape
+    assert in_memory.dtype == on_disk.dtype
+    np.testing.assert_array_equal(in_memory, on_disk)
+    if output.kind == "labels":
+        assert in_memory.max() > 3  # the case is not trivial
+
+
+def test_segment_labels_are_the_components_of_the_thresholded_prediction(net, stack):
+    from skimage.measure import label
+
+    labels = segment(stack[0], net, window=76)
+    prob = predict(stack[0], net, window=76)[0]
+    fg = prob[1] > 0.5
+    np.testing.assert_array_equal(labels > 0, fg)
+    assert labels.max() == label(fg, connectivity=1).max()
+
+
+def test_progress_callback_sees_every_tile(net, stack):
+    seen = []
+    segment(stack, net, axes="ZYX", window=76, progress=lambda d, t: seen.append((d, t)))
+    total = seen[-1][1]
+    assert seen == [(i, total) for i in range(1, total + 1)]
+    assert total > 2 and total % 2 == 0  # two planes, the same tiles each
+
+
+def test_encode_and_foreground_by_hand():
+    p = np.array([[[0.7, 0.2]], [[0.1, 0.5]], [[0.2, 0.3]]])  # 3 classes
+    np.testing.assert_allclose(foreground_probability(p), [[0.3, 0.8]])
+    assert encode(p, OutputOptions("mask")).tolist() == [[0, 1]]
+    assert encode(p, OutputOptions("probabilities")).shape == (1, 2, 3)
+    with pytest.raises(ValueError, match="not 'labels'"):
+        encode(p, OutputOptions("labels"))
+
+
+def test_predict_files_names_outputs_after_inputs(tmp_path, net, stack):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.ome.tif", "b.tiff"):
+        tifffile.imwrite(folder / name, stack[0])
+    done = list(predict_files([folder], tmp_path / "out", net, output=OutputOptions("mask")))
+    assert [s.output.name for s, _ in done] == ["a_mask.tif", "b_mask.tif"]
+    assert all(png is None for _, png in done)
