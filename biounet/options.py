@@ -22,6 +22,18 @@ TTA_CHOICES: tuple[str, ...] = ("none", "d4", "rot7")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
+#: Network variants (see :class:`biounet.network.unet.UNetConfig`).
+PADDINGS: tuple[str, ...] = ("valid", "same")
+FLAVOURS: tuple[str, ...] = ("paper", "release")
+
+#: Output formats of ``biounet predict`` and their suffixes.
+OUTPUT_FORMATS: dict[str, str] = {"tiff": ".tif", "zarr": ".zarr"}
+
+#: What a label image holds: binary masks (objects = 4-connected components) or instances.
+LABEL_KINDS: tuple[str, ...] = ("binary", "instance")
+#: Which value of a binary mask marks objects (ISBI: high, 255 = cell).
+FOREGROUNDS: tuple[str, ...] = ("high", "low")
+
 #: How probabilities become instances (see :mod:`biounet.inference.instances`).
 INSTANCE_METHODS: tuple[str, ...] = ("components", "watershed")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from biounet.cli.weight_map import FOREGROUND, LABEL_KIND, parse_class_weights
+from biounet.cli.parse import FOREGROUND, LABEL_KIND, parse_class_weights
 from biounet.errors import BiounetError
+from biounet.options import PADDINGS
 
 
 @click.command("augment")
@@ -18,7 +19,7 @@ from biounet.errors import BiounetError
 @click.option("--depth", type=int, default=4, show_default=True, help="Poolings of the network.")
 @click.option(
     "--padding",
-    type=click.Choice(["valid", "same"]),
+    type=click.Choice(PADDINGS),
     default="valid",
     show_default=True,
     help="valid: output = input - 184 px (paper); same: output = input.",

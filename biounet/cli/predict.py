@@ -10,6 +10,7 @@ from biounet.inference.instances import InstanceOptions
 from biounet.io.write import COMPRESSIONS
 from biounet.options import (
     INSTANCE_METHODS,
+    OUTPUT_FORMATS,
     OUTPUT_KINDS,
     PRECISIONS,
     PROBABILITY_DTYPES,
@@ -126,7 +127,7 @@ OUTPUT = OutputOptions()
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["tiff", "zarr"]),
+    type=click.Choice(list(OUTPUT_FORMATS)),
     default="tiff",
     show_default=True,
     help="Output format when -o is a folder.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from biounet.errors import BiounetError
+from biounet.options import FLAVOURS, PADDINGS
 
 
 @click.command("summary")
@@ -25,14 +26,14 @@ from biounet.errors import BiounetError
 @click.option("--depth", type=int, default=4, show_default=True, help="Number of poolings.")
 @click.option(
     "--padding",
-    type=click.Choice(["valid", "same"]),
+    type=click.Choice(PADDINGS),
     default="valid",
     show_default=True,
     help="valid: unpadded as in the paper; same: zero-padded.",
 )
 @click.option(
     "--flavour",
-    type=click.Choice(["paper", "release"]),
+    type=click.Choice(FLAVOURS),
     default="paper",
     show_default=True,
     help="release: the authors' Caffe network (phseg_v5).",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import FOREGROUND, LABEL_KIND
 from biounet.errors import BiounetError
+from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 
 
 @click.command("train")
@@ -43,18 +45,18 @@ from biounet.errors import BiounetError
 @click.option("--val-count", type=int, help="Without --val-images: hold out the last N pairs.")
 @click.option(
     "--label-kind",
-    type=click.Choice(["binary", "instance"]),
+    type=LABEL_KIND,
     help="binary masks (objects = 4-connected components) or instance labels.",
 )
 @click.option(
     "--foreground",
-    type=click.Choice(["high", "low"]),
+    type=FOREGROUND,
     help="Which value of a binary mask marks objects (ISBI: high, 255 = cell).",
 )
 @click.option("--features", type=int, help="Channels of the first level [64].")
 @click.option("--depth", type=int, help="Poolings [4].")
-@click.option("--padding", type=click.Choice(["valid", "same"]), help="[valid]")
-@click.option("--flavour", type=click.Choice(["paper", "release"]), help="[paper]")
+@click.option("--padding", type=click.Choice(PADDINGS), help="[valid]")
+@click.option("--flavour", type=click.Choice(FLAVOURS), help="[paper]")
 @click.option("--input-size", type=int, help="Input tile per sample [572].")
 @click.option("--batch-size", type=int, help="Tiles per step [1].")
 @click.option("--iterations", type=int, help="Total steps (also extends a resumed run).")
@@ -70,7 +72,7 @@ from biounet.errors import BiounetError
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
     help="Mixed precision on CUDA only.",

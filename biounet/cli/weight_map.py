@@ -4,38 +4,8 @@ from __future__ import annotations
 
 import click
 
+from biounet.cli.parse import FOREGROUND, LABEL_KIND, parse_class_weights, parse_crop
 from biounet.errors import BiounetError
-
-LABEL_KIND = click.Choice(["binary", "instance"])
-FOREGROUND = click.Choice(["high", "low"])
-
-
-def parse_class_weights(text: str, option: str = "--class-weights"):
-    """'balanced', 'none' or 'BG,FG' -> the WeightMapConfig value."""
-    if text in ("balanced", "none"):
-        return text
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or min(values) < 0:
-        raise BiounetError(
-            f"{option} {text}: use 'balanced', 'none' or two weights 'BACKGROUND,OBJECTS'"
-        )
-    return values
-
-
-def parse_crop(text: str | None):
-    """'R0:R1,C0:C1' -> (slice, slice)."""
-    if text is None:
-        return None
-    try:
-        rows, cols = (tuple(int(v) for v in part.split(":")) for part in text.split(","))
-        if len(rows) != 2 or len(cols) != 2:
-            raise ValueError
-    except ValueError:
-        raise BiounetError(f"--crop {text}: use ROW0:ROW1,COL0:COL1, e.g. 0:256,0:256") from None
-    return slice(*rows), slice(*cols)
 
 
 @click.command("weight-map")

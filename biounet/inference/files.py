@@ -36,7 +36,7 @@ from biounet.io.atomic import atomic_output, check_writable
 from biounet.io.read import ImageSource, open_image
 from biounet.io.write import Layout, write_tiles
 from biounet.network.unet import UNet
-from biounet.options import OutputOptions, TileOptions
+from biounet.options import OUTPUT_FORMATS, OutputOptions, TileOptions
 
 
 @dataclass(frozen=True)
@@ -250,8 +250,6 @@ def _write_labels(
 
 #: What ``predict`` accepts as input files (and finds in an input folder).
 TIFF_SUFFIXES = (".tif", ".tiff")
-#: Output formats, as ``--format`` names them, and their suffixes.
-OUTPUT_FORMATS = {"tiff": ".tif", "zarr": ".zarr"}
 
 
 def input_files(paths: Sequence[str | Path]) -> list[Path]:

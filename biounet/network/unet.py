@@ -307,9 +307,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> U
     return model.eval()
 
 
-def load_model(
-    path: str | Path | None = None, *, map_location: str | torch.device = "cpu"
-) -> UNet:
+def load_model(path: str | Path | None = None, *, map_location: str | torch.device = "cpu") -> UNet:
     """The model stored in a checkpoint file; without `path`, the bundled ISBI 2012 model.
 
     Raises

@@ -18,4 +18,3 @@ def default_model_path() -> Path:
     if not BUNDLED.is_file():
         raise BiounetError(f"{BUNDLED}: no bundled model in this installation; pass --model")
     return BUNDLED
-
