@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from biounet.device import Runtime
 from biounet.inference.instances import label_stack
-from biounet.inference.predictor import Predictor, as_source, plan_tiles, predict_planes
+from biounet.inference.predictor import predict_planes, prepare_prediction
 from biounet.inference.progress import Progress
 from biounet.io.read import ImageSource
 from biounet.io.write import Layout
@@ -134,17 +133,13 @@ def segment(
     (2, 50, 70)
     """
     output = output or OutputOptions()
-    source = as_source(image, axes)
-    if source.channels != model.config.in_channels:
-        raise ValueError(
-            f"{source.name}: {source.channels} channel(s), model expects {model.config.in_channels}"
-        )
-    predictor = Predictor(model, runtime, tta=tta, dtype=torch.float32)
-    spec = plan_tiles(
-        model.config,
-        (source.height, source.width),
+    source, predictor, spec = prepare_prediction(
+        image,
+        model,
+        axes=axes,
+        tta=tta,
+        runtime=runtime,
         window=window,
-        runtime=predictor.runtime,
         batch_size=batch_size,
         unit=TILE_UNIT,
     )

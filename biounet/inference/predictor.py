@@ -349,6 +349,38 @@ def predict(
     >>> predict(np.zeros((50, 70), np.uint8), net).shape
     (1, 2, 50, 70)
     """
+    source, predictor, spec = prepare_prediction(
+        image,
+        model,
+        axes=axes,
+        tta=tta,
+        dtype=dtype,
+        runtime=runtime,
+        window=window,
+        batch_size=batch_size,
+    )
+    return predict_planes(source, predictor, spec, batch_size=batch_size, progress=progress)
+
+
+def prepare_prediction(
+    image: Any,
+    model: UNet,
+    *,
+    axes: str | None = None,
+    tta: TTA = "none",
+    dtype: torch.dtype = torch.float32,
+    runtime: Runtime | None = None,
+    window: int | None = None,
+    batch_size: int = 1,
+    unit: int = 1,
+) -> tuple[ImageSource, Predictor, TileSpec]:
+    """The image as a source, the predictor and the tile geometry of an in-memory prediction.
+
+    Raises
+    ------
+    ValueError
+        If the image's channels do not fit the model, or `window` is not valid.
+    """
     source = as_source(image, axes)
     if source.channels != model.config.in_channels:
         raise ValueError(
@@ -361,8 +393,9 @@ def predict(
         window=window,
         runtime=predictor.runtime,
         batch_size=batch_size,
+        unit=unit,
     )
-    return predict_planes(source, predictor, spec, batch_size=batch_size, progress=progress)
+    return source, predictor, spec
 
 
 def predict_planes(

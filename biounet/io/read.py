@@ -247,6 +247,16 @@ def _pixel_size(tif: Any) -> PixelSize:
     return PixelSize(x * scale, y * scale, ij.get("spacing"), "µm")
 
 
+def existing_image_file(path: str | Path) -> Path:
+    """`path` as a Path, or a one-line error if it is missing or a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise BiounetError(f"{path}: no such file")
+    if path.is_dir():
+        raise BiounetError(f"{path}: is a folder, not an image")
+    return path
+
+
 def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
     """Open a TIFF for region-wise reading.
 
@@ -269,11 +279,7 @@ def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
     """
     import tifffile
 
-    path = Path(path)
-    if not path.exists():
-        raise BiounetError(f"{path}: no such file")
-    if path.is_dir():
-        raise BiounetError(f"{path}: is a folder, not an image")
+    path = existing_image_file(path)
     try:
         tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
@@ -337,11 +343,7 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
         empty image, a non-numeric pixel type or an unexpected number of
         dimensions.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BiounetError(f"{path}: no such file")
-    if path.is_dir():
-        raise BiounetError(f"{path}: is a folder, not an image")
+    path = existing_image_file(path)
     try:
         if path.suffix.lower() == ".png":
             from PIL import Image
