@@ -321,7 +321,7 @@ def main() -> None:
 
     extra = ["--output", "probabilities", "--dtype", "uint8", "--batch-size", str(args.batch_size)]
     if args.tile_size:
-        extra += ["--tile-size", str(args.tile_size)]
+        extra += ["--window", str(args.tile_size)]
     results = {}
     for n in (size, 2 * size):
         results[n] = biounet_predict(paths[n], work / "valid.pt", work / f"out_{n}.tif", extra)

@@ -26,7 +26,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except MemoryError:
             raise click.ClickException(
-                "out of memory: try a smaller --tile-size or --batch-size"
+                "out of memory: try a smaller --window or --batch-size"
             ) from None
 
 
