@@ -76,7 +76,7 @@ def command(
     from biounet.network.shapes import output_size
     from biounet.training.augment import AugmentConfig
     from biounet.training.weight_map import WeightMapConfig
-    from biounet.viz.previews import write_augment_grid
+    from biounet.viz.training_inputs import write_augment_grid
 
     try:
         out_size = output_size(input_size, depth=depth, padding=padding)

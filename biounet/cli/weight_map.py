@@ -68,7 +68,7 @@ def command(
           --image train-volume.tif --png weights.png
     """
     from biounet.training.weight_map import WeightMapConfig
-    from biounet.viz.previews import write_weight_maps
+    from biounet.viz.training_inputs import write_weight_maps
 
     try:
         config = WeightMapConfig(

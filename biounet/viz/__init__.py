@@ -1,5 +1,6 @@
-"""Figures: prediction overlays, the weight-map and augmentation previews.
+"""Figures: prediction overlays and views of what training sees.
 
-``overlay`` (``predict --preview``), ``figures`` (matplotlib figures) and
-``previews`` (``biounet weight-map`` and ``biounet augment`` from files).
+``overlay`` (``predict --preview``), ``figures`` (the matplotlib figures) and
+``training_inputs`` (``biounet weight-map`` and ``biounet augment``: weight maps and
+augmented tiles from files, to check data before a long run).
 """
