@@ -69,6 +69,11 @@ from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 @click.option("--checkpoint-every", type=int, help="Write latest.pt every N steps.")
 @click.option("--seed", type=int, help="Seed of samples, initial weights and dropout [0].")
 @click.option("--workers", type=int, help="DataLoader worker processes [1].")
+@click.option(
+    "--time-limit",
+    help="Stop cleanly after this much training in this call (e.g. 45m, 2h, 1h30m, or "
+    "seconds), with a checkpoint; continue with --resume.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--precision",
@@ -106,6 +111,7 @@ def command(
     checkpoint_every,
     seed,
     workers,
+    time_limit,
     device,
     precision,
     overwrite,
@@ -152,6 +158,7 @@ def command(
                 "checkpoint_every": checkpoint_every,
                 "seed": seed,
                 "workers": workers,
+                "time_limit": time_limit,
             },
             model={"features": features, "depth": depth, "padding": padding, "flavour": flavour},
             data={

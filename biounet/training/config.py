@@ -76,6 +76,10 @@ class TrainConfig:
         Seeds the sample sequence, the initial weights and dropout.
     workers : int
         DataLoader worker processes preparing tiles while the network runs.
+    time_limit : float or str, optional
+        Train at most this long per call (seconds, or ``"90m"``, ``"2h"``,
+        ``"1h30m"``), then stop cleanly with a checkpoint; ``--resume``
+        continues. Stored in seconds.
     """
 
     model: UNetConfig = field(default_factory=UNetConfig)
@@ -94,8 +98,11 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     workers: int = 1
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
+        if self.time_limit is not None:
+            object.__setattr__(self, "time_limit", parse_duration(self.time_limit))
         for name in ("batch_size", "iterations", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -140,6 +147,58 @@ class TrainConfig:
     def with_overrides(self, **changes: Any) -> TrainConfig:
         """A copy with top-level values replaced (``None`` leaves a value as it is)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number or a text such as ``"45s"``, ``"90m"``, ``"2h"``, ``"1h30m"``.
+
+    Examples
+    --------
+    >>> parse_duration("1h30m"), parse_duration("90s"), parse_duration(60), parse_duration("2.5h")
+    (5400.0, 90.0, 60.0, 9000.0)
+    >>> parse_duration("soon")
+    Traceback (most recent call last):
+    ...
+    ValueError: time_limit 'soon': use seconds or a duration such as 90m, 2h, 1h30m
+    """
+    import re
+
+    if isinstance(value, bool):
+        raise ValueError(f"time_limit {value!r}: use seconds or a duration such as 90m, 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        parts = re.fullmatch(
+            r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text
+        )
+        if not text or parts is None:
+            raise ValueError(
+                f"time_limit {value!r}: use seconds or a duration such as 90m, 2h, 1h30m"
+            )
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"time_limit {value!r}: must be a positive, finite duration")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """``5400.0`` -> ``'1h30m'`` (``'-'`` for None).
+
+    Examples
+    --------
+    >>> format_duration(5400), format_duration(90), format_duration(7200), format_duration(12.5)
+    ('1h30m', '1m30s', '2h', '12.5s')
+    """
+    if seconds is None:
+        return "-"
+    h, rest = divmod(float(seconds), 3600)
+    m, s = divmod(rest, 60)
+    text = (f"{int(h)}h" if h else "") + (f"{int(m)}m" if m else "")
+    if s or not text:
+        text += f"{s:g}s"
+    return text
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -38,7 +38,7 @@ from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.normalize import normalize
 from biounet.network.unet import UNet
 from biounet.training import ddp
-from biounet.training.config import TrainConfig, dump_config
+from biounet.training.config import TrainConfig, dump_config, format_duration
 from biounet.training.data import Sample, load_pairs
 from biounet.training.loss import weighted_cross_entropy
 from biounet.training.runlog import append_log, plot_log, truncate_log
@@ -113,6 +113,7 @@ class TrainSummary:
     seconds: float  # training time of the whole run, earlier sessions included
     last_loss: float
     best: dict[str, float]
+    unfinished: bool = False  # stopped before config.iterations (time limit, stop_after)
 
 
 def _split(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
@@ -291,7 +292,9 @@ def train(
             window.append(loss_value)
             bar.update(1)
             bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
-            if main and (step % config.log_every == 0 or step == stop):
+            out_of_time = _time_is_up(config.time_limit, time.perf_counter() - t0, world)
+            last = step == stop or out_of_time
+            if main and (step % config.log_every == 0 or last):
                 now = time.perf_counter()
                 append_log(
                     run_dir,
@@ -304,7 +307,7 @@ def train(
                     },
                 )
                 window, tick = [], now
-            if main and val_set and (step % config.val_every == 0 or step == stop):
+            if main and val_set and (step % config.val_every == 0 or last):
                 scores = validate(model, val_images, val_truth, runtime)
                 append_log(run_dir, {"step": step, **scores})
                 if is_improvement(SELECT_BY, scores[SELECT_BY], best.get(SELECT_BY)):
@@ -315,13 +318,39 @@ def train(
                 title = f"{run_dir.name}: {config.model.features} features, lr {config.lr}"
                 plot_log(run_dir, title=title)
                 tick = time.perf_counter()
-            if main and (step % config.checkpoint_every == 0 or step == stop):
+            if main and (step % config.checkpoint_every == 0 or last):
                 save_checkpoint(
                     run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
                 )
+            if out_of_time:
+                if main:
+                    log.info(
+                        f"{run_dir}: time limit of {format_duration(config.time_limit)} reached "
+                        f"at step {step}; continue with biounet train --resume {run_dir}"
+                    )
+                break
     if world > 1:  # leave together: gloo aborts a rank whose peer tears down first
         torch.distributed.barrier()
-    return TrainSummary(run_dir, step, elapsed + time.perf_counter() - t0, loss_value, best)
+    return TrainSummary(
+        run_dir,
+        step,
+        elapsed + time.perf_counter() - t0,
+        loss_value,
+        best,
+        step < config.iterations,
+    )
+
+
+def _time_is_up(limit: float | None, seconds: float, world: int) -> bool:
+    """Whether this call has trained for `limit` seconds; all ranks agree (rank 0's clock)."""
+    if limit is None:
+        return False
+    up = seconds >= limit
+    if world > 1:
+        flag = torch.tensor([float(up)])
+        torch.distributed.broadcast(flag, src=0)
+        up = bool(flag.item())
+    return up
 
 
 def _targets(config: TrainConfig, samples: list[Sample], run_dir: Path) -> list[Any]:

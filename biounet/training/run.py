@@ -130,7 +130,12 @@ def summary_line(summary: TrainSummary) -> str:
         if best
         else ""
     )
+    more = (
+        f"; stopped before the end, continue with biounet train --resume {summary.run_dir}"
+        if summary.unfinished
+        else ""
+    )
     return (
         f"{summary.run_dir}: {summary.steps} steps, {summary.seconds / 60:.1f} min of training, "
-        f"last loss {summary.last_loss:.4f}{best_text}"
+        f"last loss {summary.last_loss:.4f}{best_text}{more}"
     )

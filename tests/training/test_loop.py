@@ -15,6 +15,7 @@ from biounet.synthetic import touching_cells
 from biounet.training.augment import AugmentConfig
 from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
 from biounet.training.loop import TileDataset, prepare_run, train
+from biounet.training.runlog import read_log
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,33 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same(tmp_path, data):
+    from dataclasses import replace
+
+    cfg = small_config(data, workers=1)
+    rt = make_runtime("cpu")
+    prepare_run(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "a", runtime=rt)
+    limited = replace(cfg, time_limit=0.001)  # over after the first step
+    prepare_run(limited, tmp_path / "b")
+    first = train(limited, tmp_path / "b", runtime=rt)
+    assert (first.steps, first.unfinished) == (1, True)
+    assert load_checkpoint(tmp_path / "b" / "latest.pt")["train_state"]["step"] == 1
+    assert any(r.get("step") == 1 and "val_rand_error" in r for r in read_log(tmp_path / "b"))
+    second = train(cfg, tmp_path / "b", runtime=rt, resume=True)
+    assert (second.steps, second.unfinished) == (6, False)
+    a, b = weights_of(tmp_path / "a" / "latest.pt"), weights_of(tmp_path / "b" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_limit_text_and_bad_values():
+    assert TrainConfig(time_limit="1h30m").time_limit == 5400.0
+    assert TrainConfig(time_limit=90).time_limit == 90.0
+    for bad in ("soon", 0, -5, "h", True, float("nan")):
+        with pytest.raises(ValueError, match="time_limit"):
+            TrainConfig(time_limit=bad)
 
 
 def test_resumed_run_keeps_counting_time(tmp_path, data):
