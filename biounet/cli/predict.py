@@ -55,9 +55,9 @@ OUTPUT = OutputOptions()
 @click.option(
     "--threshold",
     type=float,
-    default=OUTPUT.instances.threshold,
-    show_default=True,
-    help="Foreground is probability > threshold (mask and labels).",
+    default=None,
+    help="Foreground is probability > threshold (mask and labels) [default: the threshold "
+    "calibrated in training and stored in the model; 0.5 for older models].",
 )
 @click.option(
     "--instances",
@@ -76,9 +76,9 @@ OUTPUT = OutputOptions()
 @click.option(
     "--min-size",
     type=int,
-    default=OUTPUT.instances.min_size,
-    show_default=True,
-    help="Remove objects smaller than this many pixels.",
+    default=None,
+    help="Remove objects smaller than this many pixels [default: the model's calibrated "
+    "size; 0 for older models].",
 )
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
 @click.option(
@@ -196,24 +196,31 @@ def command(
 
     if batch_size < 1:
         raise BiounetError(f"--batch-size {batch_size}: must be at least 1")
+    tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
+    runtime = make_runtime(device, precision)
+    model = load_model(model_path)
+    rule = model.decision
     try:
         output = OutputOptions(
             kind,
             dtype,
             InstanceOptions(
-                instances, threshold, seed_threshold, min_size, 1 if connectivity == "4" else 2
+                instances,
+                rule.threshold if threshold is None else threshold,
+                seed_threshold,
+                rule.min_size if min_size is None else min_size,
+                1 if connectivity == "4" else 2,
             ),
             compression,
         )
     except ValueError as exc:
         raise BiounetError(str(exc)) from None
-    tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
-    runtime = make_runtime(device, precision)
-    model = load_model(model_path)
     log = logging.getLogger("biounet")
+    calibrated = f", calibrated for {rule.chosen_by}" if rule.chosen_by else ""
     log.info(
         f"model: {model_path or 'bundled'} ({model.config.features} features, "
-        f"{model.config.padding}); device: {runtime.describe()}"
+        f"{model.config.padding}; threshold {output.instances.threshold:g}, min size "
+        f"{output.instances.min_size}{calibrated}); device: {runtime.describe()}"
     )
     with contextlib.ExitStack() as stack:
         cluster = None

@@ -26,6 +26,7 @@ from biounet.inference.outputs import (
     encode,
     foreground_probability,
     label_dtype,
+    model_output,
     output_layout,
     plane_layout,
 )
@@ -142,6 +143,7 @@ def segment_file(
     runtime : Runtime, optional
     tiles : TileOptions, optional
     output : OutputOptions, optional
+        Default: instance labels with the model's calibrated decision rule.
     axes : str, optional
         Override the input's axes (e.g. ``"CYX"``).
     overwrite : bool
@@ -160,7 +162,7 @@ def segment_file(
         folder, or a model that does not fit the input's channels.
     """
     tiles = tiles or TileOptions()
-    output = output or OutputOptions()
+    output = output or model_output(model)
     output_path = check_writable(output_path, overwrite=overwrite)
     start = time.perf_counter()
     with open_image(input_path, axes=axes) as source:
@@ -353,7 +355,7 @@ def predict_files(
     summary : PredictSummary
     preview : Path or None
     """
-    output = output or OutputOptions()
+    output = output or model_output(model)
     files = input_files(inputs)
     targets = output_paths(files, Path(out), output.kind, fmt)
     if not overwrite:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from biounet.device import Runtime
-from biounet.inference.instances import label_stack
+from biounet.inference.instances import InstanceOptions, label_stack
 from biounet.inference.predictor import predict_planes, prepare_prediction
 from biounet.inference.progress import Progress
 from biounet.io.read import ImageSource
@@ -26,6 +26,17 @@ from biounet.options import TTA, OutputOptions
 #: Tiles are multiples of 16 pixels (TIFF tiles must be), in memory as on disk,
 #: so that :func:`segment` and ``segment_file`` cut an image the same way.
 TILE_UNIT = 16
+
+
+def model_output(model: UNet, kind: str = "labels", **changes: object) -> OutputOptions:
+    """Output options that apply `model`'s calibrated decision rule (threshold, min size).
+
+    `changes` replace :class:`OutputOptions` fields (``dtype``, ``compression``).
+    """
+    rule = model.decision
+    return OutputOptions(
+        kind, instances=InstanceOptions(threshold=rule.threshold, min_size=rule.min_size), **changes
+    )
 
 
 def foreground_probability(p: np.ndarray) -> np.ndarray:
@@ -109,7 +120,8 @@ def segment(
     model : UNet
     axes : str, optional
     output : OutputOptions, optional
-        Kind (default ``labels``), threshold, instance method, minimum size.
+        Kind, threshold, instance method, minimum size. Default: instance
+        labels with the model's calibrated decision rule (:func:`model_output`).
     tta : {'none', 'd4', 'rot7'}
     window : int, optional
         Network input per tile (a valid size); default from the memory budget.
@@ -132,7 +144,7 @@ def segment(
     >>> segment(np.zeros((2, 50, 70), np.uint8), net, axes="ZYX").shape
     (2, 50, 70)
     """
-    output = output or OutputOptions()
+    output = output or model_output(model)
     source, predictor, spec = prepare_prediction(
         image,
         model,

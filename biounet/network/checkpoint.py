@@ -6,6 +6,7 @@ A checkpoint is a ``torch.save`` dict of plain values and tensors::
      "biounet_version": "0.1.0",
      "model_config": {...},        # UNetConfig as a dict
      "normalization": {...},       # Normalization as a dict
+     "decision": {...},            # DecisionRule as a dict (absent in older files)
      "model_state": {...},         # state_dict
      ...}                          # training state, if any (see biounet.training.loop)
 
@@ -44,6 +45,7 @@ def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
         "biounet_version": __version__,
         "model_config": asdict(model.config),
         "normalization": asdict(model.normalization),
+        "decision": asdict(model.decision),
         "model_state": state,
         **extra,
     }

@@ -37,6 +37,7 @@ from biounet.errors import BiounetError
 from biounet.network import shapes
 from biounet.network.bundled import default_model_path
 from biounet.network.checkpoint import load_checkpoint
+from biounet.network.decision import DecisionRule
 from biounet.network.normalize import Normalization
 from biounet.plain import from_plain
 
@@ -160,6 +161,9 @@ class UNet(nn.Module):
     normalization : Normalization, optional
         How raw images are scaled before they enter the network; saved in
         checkpoints so that prediction matches training.
+    decision : DecisionRule, optional
+        How its foreground probability becomes masks and objects (calibrated
+        by training; saved in checkpoints).
 
     Examples
     --------
@@ -169,11 +173,15 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, config: UNetConfig | None = None, normalization: Normalization | None = None
+        self,
+        config: UNetConfig | None = None,
+        normalization: Normalization | None = None,
+        decision: DecisionRule | None = None,
     ) -> None:
         super().__init__()
         self.config = cfg = config or UNetConfig()
         self.normalization = normalization or Normalization()
+        self.decision = decision or DecisionRule()
         pad = 0 if cfg.padding == "valid" else 1
         last = cfg.depth
         self.down = nn.ModuleList(
@@ -291,10 +299,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> U
     try:
         config = UNetConfig.from_dict(ckpt["model_config"])
         norm = Normalization(**ckpt["normalization"])
+        decision = DecisionRule(**ckpt.get("decision", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise BiounetError(f"{source}: invalid model description in checkpoint ({exc})") from exc
     with torch.device("meta"):
-        model = UNet(config, norm)
+        model = UNet(config, norm, decision)
     # compact files may store float16 weights; models always compute in float32
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
     try:

@@ -29,15 +29,16 @@ import torch
 
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.evaluation.isbi import evaluate_isbi
-from biounet.evaluation.table import METRIC_KEYS, is_improvement
+from biounet.evaluation.table import is_improvement
 from biounet.inference.outputs import foreground_probability
 from biounet.inference.predictor import predict
 from biounet.io.atomic import check_writable
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.decision import DecisionRule
 from biounet.network.normalize import normalize
 from biounet.network.unet import UNet
 from biounet.training import ddp
+from biounet.training.calibrate import calibrate, objective
 from biounet.training.config import TrainConfig, dump_config, format_duration
 from biounet.training.data import Sample, load_pairs
 from biounet.training.loss import weighted_cross_entropy
@@ -48,10 +49,6 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
 LATEST = "latest.pt"
 BEST = "best.pt"
-#: Metrics of :mod:`biounet.evaluation.table` scored on the held-out images.
-VALIDATION_METRICS = ("pixel", "rand")
-#: The validation score that decides best.pt.
-SELECT_BY = "val_rand_error"
 
 
 class TileDataset(torch.utils.data.Dataset):
@@ -135,39 +132,41 @@ def _split(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 
 
 def validate(
-    model: UNet, images: list[np.ndarray], truth: list[np.ndarray], runtime: Runtime
-) -> dict[str, float]:
-    """Pixel error and foreground-restricted Rand error on whole held-out images.
+    model: UNet,
+    images: list[np.ndarray],
+    truth: list[np.ndarray],
+    runtime: Runtime,
+    label_kind: str = "binary",
+) -> tuple[dict[str, float], DecisionRule]:
+    """Score the model on whole held-out images, with its decision rule calibrated on them.
 
     Parameters
     ----------
     model : UNet
     images : list of ndarray of shape (C, M, N)
         Held-out images as stored (the model normalises them).
-    truth : list of ndarray of shape (M, N), uint8
-        Their object masks after separation (1-px gaps between touching
-        objects), so that the 4-connected cells of the mask are the objects.
-
-    Images of one size are scored as one stack (TP/FP/FN summed over
-    slices, as the ISBI scripts do); with mixed sizes, per image and averaged.
+    truth : list of ndarray of shape (M, N), int
+        For ``binary``: the object masks after separation (1-px gaps between
+        touching objects), so that the 4-connected cells are the objects. For
+        ``instance``: the instance labels.
     runtime : Runtime
+    label_kind : {'binary', 'instance'}
+
+    Returns
+    -------
+    scores : dict
+        ``val_rand_error`` (binary) or ``val_seg`` (instance) with the
+        calibrated rule, ``val_pixel_error`` at its threshold.
+    rule : DecisionRule
+        See :func:`biounet.training.calibrate.calibrate`.
     """
     model.eval()
     probs = []
     for image in images:
         p = predict(image, model, axes="CYX", runtime=runtime)[0]
         probs.append(foreground_probability(p))
-    if len({p.shape for p in probs}) == 1:
-        pairs = [(np.stack(probs), np.stack(truth))]
-    else:
-        pairs = list(zip(probs, truth, strict=True))
-    scores = [
-        evaluate_isbi(p, t, metrics=VALIDATION_METRICS, kind="probabilities") for p, t in pairs
-    ]
-    return {
-        f"val_{METRIC_KEYS[m]}": float(np.mean([s[METRIC_KEYS[m]] for s in scores]))
-        for m in VALIDATION_METRICS
-    }
+    rule, scores = calibrate(probs, truth, label_kind)
+    return scores, rule
 
 
 def _train_state(
@@ -236,7 +235,11 @@ def train(
     train_set, val_set = _split(config)
     targets = _targets(config, train_set, run_dir)
     val_images = [s.image for s in val_set]
-    val_truth = [t.classes for t in _targets(config, val_set, run_dir)] if val_set else []
+    if config.data.label_kind == "instance":
+        val_truth = [s.instances for s in val_set]
+    else:
+        val_truth = [t.classes for t in _targets(config, val_set, run_dir)] if val_set else []
+    select_by = objective(config.data.label_kind)
     images = [normalize(s.image, config.normalization) for s in train_set]
     torch.manual_seed(config.seed)
     model = UNet(config.model, config.normalization)
@@ -308,9 +311,12 @@ def train(
                 )
                 window, tick = [], now
             if main and val_set and (step % config.val_every == 0 or last):
-                scores = validate(model, val_images, val_truth, runtime)
-                append_log(run_dir, {"step": step, **scores})
-                if is_improvement(SELECT_BY, scores[SELECT_BY], best.get(SELECT_BY)):
+                scores, model.decision = validate(
+                    model, val_images, val_truth, runtime, config.data.label_kind
+                )
+                rule = {"threshold": model.decision.threshold, "min_size": model.decision.min_size}
+                append_log(run_dir, {"step": step, **scores, "decision": rule})
+                if is_improvement(select_by, scores[select_by], best.get(select_by)):
                     best = {"step": step, **scores}
                     save_checkpoint(
                         run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
@@ -373,6 +379,7 @@ def _restore(
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
         raise BiounetError(f"{path}: does not fit this run's model ({exc})") from None
+    model.decision = DecisionRule(**ckpt.get("decision", {}))
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])

@@ -124,12 +124,11 @@ def interrupted_message(run_dir: str | Path) -> str:
 def summary_line(summary: TrainSummary) -> str:
     """One line for the end of a run: steps, training time, last loss, best validation."""
     best = summary.best
-    best_text = (
-        f"; best validation Rand error {best['val_rand_error']:.4f}, pixel error "
-        f"{best['val_pixel_error']:.4f} at step {best['step']}"
-        if best
-        else ""
+    names = {"val_seg": "SEG", "val_rand_error": "Rand error", "val_pixel_error": "pixel error"}
+    scores = ", ".join(
+        f"{names.get(k, k)} {v:.4f}" for k, v in best.items() if k.startswith("val_")
     )
+    best_text = f"; best validation at step {best['step']}: {scores}" if best else ""
     more = (
         f"; stopped before the end, continue with biounet train --resume {summary.run_dir}"
         if summary.unfinished

@@ -92,3 +92,29 @@ def test_predict_files_names_outputs_after_inputs(tmp_path, net, stack):
     done = list(predict_files([folder], tmp_path / "out", net, output=OutputOptions("mask")))
     assert [s.output.name for s, _ in done] == ["a_mask.tif", "b_mask.tif"]
     assert all(png is None for _, png in done)
+
+
+def test_the_models_decision_rule_is_the_default(tmp_path, net, stack):
+    from click.testing import CliRunner
+
+    from biounet.cli import main
+    from biounet.network.checkpoint import save_checkpoint
+    from biounet.network.decision import DecisionRule
+
+    calibrated = UNet(net.config, decision=DecisionRule(0.505, 3, "test"))
+    calibrated.load_state_dict(net.state_dict())
+    rule = OutputOptions(instances=InstanceOptions(threshold=0.505, min_size=3))
+    expected = segment(stack[0], net, window=76, output=rule)
+    plain = segment(stack[0], net, window=76)  # the neutral rule: 0.5, no minimum size
+    assert not np.array_equal(expected, plain)  # the rule matters here
+    np.testing.assert_array_equal(segment(stack[0], calibrated.eval(), window=76), expected)
+    save_checkpoint(tmp_path / "m.pt", calibrated)
+    tifffile.imwrite(tmp_path / "in.tif", stack[0])
+    runner = CliRunner()
+    for extra, want in (([], expected), (["--threshold", "0.5", "--min-size", "0"], plain)):
+        args = ["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / "o.tif"), "--overwrite"]
+        r = runner.invoke(
+            main, [*args, "--model", str(tmp_path / "m.pt"), "--window", "76", *extra]
+        )
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), want)

@@ -86,7 +86,7 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same(tmp_pat
     first = train(limited, tmp_path / "b", runtime=rt)
     assert (first.steps, first.unfinished) == (1, True)
     assert load_checkpoint(tmp_path / "b" / "latest.pt")["train_state"]["step"] == 1
-    assert any(r.get("step") == 1 and "val_rand_error" in r for r in read_log(tmp_path / "b"))
+    assert any(r.get("step") == 1 and "val_seg" in r for r in read_log(tmp_path / "b"))
     second = train(cfg, tmp_path / "b", runtime=rt, resume=True)
     assert (second.steps, second.unfinished) == (6, False)
     a, b = weights_of(tmp_path / "a" / "latest.pt"), weights_of(tmp_path / "b" / "latest.pt")
@@ -126,7 +126,7 @@ def eval_step(line):
     import json
 
     record = json.loads(line)
-    return record["step"], record.get("loss"), record.get("val_rand_error")
+    return record["step"], record.get("loss"), record.get("val_seg"), record.get("decision")
 
 
 def test_checkpoint_and_run_folder(tmp_path, data):
@@ -209,7 +209,7 @@ def test_cli_train_and_resume(tmp_path, data):
         "cpu",
     )
     assert r.exit_code == 0, r.output
-    assert "2 steps" in r.output and "best validation Rand error" in r.output
+    assert "2 steps" in r.output and "best validation at step 2: SEG " in r.output
     r = _run("train", "--resume", tmp_path / "r", "--iterations", "3", "--no-progress")
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 3
