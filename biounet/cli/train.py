@@ -64,6 +64,12 @@ from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 @click.option("--momentum", type=float, help="SGD momentum [0.99].")
 @click.option("--w0", type=float, help="Border weight of Eq. 2 [10]; 0 switches it off.")
 @click.option("--sigma", type=float, help="Border width of Eq. 2 in px [5].")
+@click.option(
+    "--annotated-margin",
+    type=float,
+    help="Partially annotated labels (e.g. Cell Tracking Challenge gold truth): background "
+    "farther than this many px from every annotated object gets weight 0 [off].",
+)
 @click.option("--elastic/--no-elastic", default=None, help="Elastic deformation [on].")
 @click.option("--val-every", type=int, help="Validate every N steps.")
 @click.option("--checkpoint-every", type=int, help="Write latest.pt every N steps.")
@@ -106,6 +112,7 @@ def command(
     momentum,
     w0,
     sigma,
+    annotated_margin,
     elastic,
     val_every,
     checkpoint_every,
@@ -170,7 +177,7 @@ def command(
                 "label_kind": label_kind,
                 "foreground": foreground,
             },
-            weights={"w0": w0, "sigma": sigma},
+            weights={"w0": w0, "sigma": sigma, "annotated_margin": annotated_margin},
             augment={"elastic": elastic},
         )
     except (TypeError, ValueError) as exc:

@@ -44,6 +44,7 @@ __all__ = [
     "balanced_class_weights",
     "weight_map",
     "weight_maps",
+    "annotated_region",
     "border_weight",
     "separate_instances",
     "separation_borders",
@@ -72,12 +73,19 @@ class WeightMapConfig:
         used as given.
     separate : bool
         Cut 1-px background gaps between touching objects (PAPER.md item 19).
+    annotated_margin : float, optional
+        For partially annotated gold truth (the Cell Tracking Challenge's):
+        background farther than this many pixels from every annotated object
+        gets weight 0, so cells that nobody annotated are not taught as
+        background. The class balance counts only the weighted pixels.
+        None (the default) weights every pixel.
     """
 
     w0: float = 10.0
     sigma: float = 5.0
     class_weights: str | tuple[float, ...] = "balanced"
     separate: bool = True
+    annotated_margin: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.w0, (int, float)) and self.w0 >= 0):
@@ -104,6 +112,14 @@ class WeightMapConfig:
             )
         if not isinstance(self.separate, bool):
             raise ValueError(f"WeightMapConfig.separate must be a bool, got {self.separate!r}")
+        margin = self.annotated_margin
+        if margin is not None and not (
+            isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin > 0
+        ):
+            raise ValueError(
+                f"WeightMapConfig.annotated_margin must be a positive number of pixels, "
+                f"got {margin!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WeightMapConfig:
@@ -218,9 +234,33 @@ def _cached_classes_and_border(
     return classes, border
 
 
-def _combine(classes: np.ndarray, border: np.ndarray, class_weights: tuple[float, ...]):
+def _combine(
+    classes: np.ndarray,
+    border: np.ndarray,
+    class_weights: tuple[float, ...],
+    known: np.ndarray | None = None,
+) -> Target:
     lookup = np.asarray(class_weights, np.float32)
-    return Target(classes, lookup[classes] + border, tuple(class_weights))
+    weights = lookup[classes] + border
+    if known is not None:
+        weights = np.where(known, weights, np.float32(0))
+    return Target(classes, weights, tuple(class_weights))
+
+
+def annotated_region(classes: np.ndarray, margin: float) -> np.ndarray:
+    """Pixels within `margin` px of an annotated object (the objects included).
+
+    Examples
+    --------
+    >>> classes = np.zeros((1, 7), np.uint8); classes[0, 0] = 1
+    >>> annotated_region(classes, 2).astype(int).tolist()
+    [[1, 1, 1, 0, 0, 0, 0]]
+    """
+    from scipy import ndimage as ndi
+
+    if not classes.any():
+        return np.zeros(classes.shape, bool)
+    return ndi.distance_transform_edt(classes == 0) <= margin
 
 
 def weight_map(
@@ -309,10 +349,17 @@ def weight_maps(
     config = WeightMapConfig() if config is None else config
     folder = None if cache_dir is None else Path(cache_dir)
     parts = [_cached_classes_and_border(inst, config, folder) for inst in instance_images]
+    known: list[np.ndarray | None] = [None] * len(parts)
+    if config.annotated_margin is not None:
+        known = [annotated_region(c, config.annotated_margin) for c, _ in parts]
     if config.class_weights == "balanced":
-        class_weights = balanced_class_weights(class_counts([c for c, _ in parts]))
+        counted = [c if k is None else c[k] for (c, _), k in zip(parts, known, strict=True)]
+        class_weights = balanced_class_weights(class_counts(counted))
     elif config.class_weights == "none":
         class_weights = (1.0, 1.0)
     else:
         class_weights = tuple(float(v) for v in config.class_weights)
-    return [_combine(classes, border, class_weights) for classes, border in parts]
+    return [
+        _combine(classes, border, class_weights, k)
+        for (classes, border), k in zip(parts, known, strict=True)
+    ]

@@ -296,3 +296,31 @@ def test_target_is_plain_arrays():
     t = weight_map(two_squares(gap=2))
     assert isinstance(t, Target)
     assert t.weights.shape == t.classes.shape == (15, 40)
+
+
+def test_annotated_margin_zeroes_far_background_and_balances_the_rest():
+    from biounet.training.weight_map import WeightMapConfig, weight_maps
+
+    labels = np.zeros((10, 30), int)
+    labels[3:7, 2:6] = 1  # one annotated cell, 16 px
+    full = weight_maps([labels], WeightMapConfig(w0=0.0))[0]
+    part = weight_maps([labels], WeightMapConfig(w0=0.0, annotated_margin=3))[0]
+    # within 3 px of the cell: rows 0-9 x cols 0-8 minus the rounded corners
+    from scipy import ndimage as ndi
+
+    near = ndi.distance_transform_edt(labels == 0) <= 3
+    assert (part.weights[~near] == 0).all() and (part.weights[near] > 0).all()
+    # balance over the 16 cell pixels and the near.sum() - 16 weighted background pixels
+    n_bg = int(near.sum()) - 16
+    n = n_bg + 16
+    assert part.class_weights == pytest.approx((n / (2 * n_bg), n / (2 * 16)))
+    assert full.class_weights == pytest.approx((300 / (2 * 284), 300 / (2 * 16)))
+    assert float(part.weights[near].mean()) == pytest.approx(1.0)
+
+
+def test_annotated_margin_must_be_positive():
+    from biounet.training.weight_map import WeightMapConfig
+
+    for bad in (0, -2, True, "far"):
+        with pytest.raises(ValueError, match="annotated_margin"):
+            WeightMapConfig(annotated_margin=bad)
