@@ -37,6 +37,7 @@ import tifffile
 import torch
 
 from biounet.device import make_runtime
+from biounet.errors import BiounetError
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.inference.outputs import segment
 from biounet.network.checkpoint import load_checkpoint
@@ -227,4 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BiounetError as exc:  # bad data, an interrupted training: one line, exit 1
+        raise SystemExit(f"Error: {exc}") from None

@@ -34,6 +34,7 @@ import tifffile
 import torch
 
 from biounet.device import make_runtime
+from biounet.errors import BiounetError
 from biounet.evaluation.isbi import evaluate_isbi
 from biounet.inference.predictor import predict
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
@@ -254,4 +255,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BiounetError as exc:  # bad data, an interrupted training: one line, exit 1
+        raise SystemExit(f"Error: {exc}") from None
