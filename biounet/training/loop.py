@@ -289,26 +289,37 @@ def train(
             else:
                 loss.backward()
                 optimizer.step()
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise BiounetError(f"step {step}: the loss is {loss_value}; lower --lr")
-            window.append(loss_value)
+            window.append(loss.detach())  # no host synchronisation per step
             bar.update(1)
-            bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
-            out_of_time = _time_is_up(config.time_limit, time.perf_counter() - t0, world)
+            at_log = step % config.log_every == 0 or step == stop
+            out_of_time = at_log and _time_is_up(
+                config.time_limit, time.perf_counter() - t0, world, runtime.device
+            )
             last = step == stop or out_of_time
-            if main and (step % config.log_every == 0 or last):
+            checks = step % config.val_every == 0 or step % config.checkpoint_every == 0
+            if at_log or last or checks:  # the losses reach the host: check them
+                values = torch.stack(window).float().cpu().numpy()
+                if not np.isfinite(values).all():
+                    first_bad = int(np.argmin(np.isfinite(values)))
+                    bad_step = step - len(values) + 1 + first_bad
+                    raise BiounetError(
+                        f"step {bad_step}: the loss is {values[first_bad]}; lower --lr"
+                    )
+            if at_log or last:
+                loss_value = float(values[-1])
+                bar.set_postfix_str(f"loss {float(values.mean()):.4f}", refresh=False)
                 now = time.perf_counter()
-                append_log(
-                    run_dir,
-                    {
-                        "step": step,
-                        "loss": float(np.mean(window)),
-                        "lr": config.lr,
-                        "it_per_s": len(window) / (now - tick),
-                        "seconds": elapsed + now - t0,
-                    },
-                )
+                if main:
+                    append_log(
+                        run_dir,
+                        {
+                            "step": step,
+                            "loss": float(values.mean()),
+                            "lr": config.lr,
+                            "it_per_s": len(values) / (now - tick),
+                            "seconds": elapsed + now - t0,
+                        },
+                    )
                 window, tick = [], now
             if main and val_set and (step % config.val_every == 0 or last):
                 scores, model.decision = validate(
@@ -347,13 +358,13 @@ def train(
     )
 
 
-def _time_is_up(limit: float | None, seconds: float, world: int) -> bool:
+def _time_is_up(limit: float | None, seconds: float, world: int, device: torch.device) -> bool:
     """Whether this call has trained for `limit` seconds; all ranks agree (rank 0's clock)."""
     if limit is None:
         return False
     up = seconds >= limit
     if world > 1:
-        flag = torch.tensor([float(up)])
+        flag = torch.tensor([float(up)], device=device)
         torch.distributed.broadcast(flag, src=0)
         up = bool(flag.item())
     return up

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from biounet.cli import main
 from biounet.device import make_runtime
+from biounet.errors import BiounetError
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
@@ -91,6 +92,19 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same(tmp_pat
     assert (second.steps, second.unfinished) == (6, False)
     a, b = weights_of(tmp_path / "a" / "latest.pt"), weights_of(tmp_path / "b" / "latest.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_diverging_run_names_the_first_bad_step(tmp_path, data):
+    messages = []
+    for every in (1, 4):  # the loss reaches the host once per log interval
+        cfg = small_config(data, lr=1e12, log_every=every)
+        prepare_run(cfg, tmp_path / str(every))
+        with pytest.raises(
+            BiounetError, match=r"step [1-6]: the loss is (nan|inf); lower --lr"
+        ) as e:
+            train(cfg, tmp_path / str(every), runtime=make_runtime("cpu"))
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]  # the same first bad step either way
 
 
 def test_time_limit_text_and_bad_values():
