@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
@@ -84,6 +85,34 @@ def run_training(
             return train(config, run_dir, runtime=runtime, resume=resume, progress=progress)
     except KeyboardInterrupt:
         raise TrainingInterrupted(interrupted_message(run_dir)) from None
+
+
+def finish_run(
+    config: TrainConfig, run_dir: str | Path, *, runtime: Runtime, progress: bool = False
+) -> int:
+    """Bring the run in `run_dir` to its last step: start it, resume it, or see it is done.
+
+    What pipelines call for every training stage, so that calling them again
+    continues where they stopped. A resumed run keeps its own recorded config
+    but takes `config`'s ``time_limit`` and ``iterations``.
+
+    Returns
+    -------
+    int
+        The step the run has reached.
+    """
+    run_dir = Path(run_dir)
+    latest = run_dir / LATEST
+    if not latest.exists():
+        return run_training(
+            config, run_dir, runtime=runtime, overwrite=True, progress=progress
+        ).steps
+    step = int(load_checkpoint(latest)["train_state"]["step"])
+    if step >= config.iterations:
+        return step
+    recorded = run_config(run_dir)
+    resumed = replace(recorded, time_limit=config.time_limit, iterations=config.iterations)
+    return run_training(resumed, run_dir, runtime=runtime, resume=True, progress=progress).steps
 
 
 @contextlib.contextmanager

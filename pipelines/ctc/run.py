@@ -44,7 +44,7 @@ from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import load_model
 from biounet.training.config import DataConfig, load_config
 from biounet.training.loop import BEST, LATEST
-from biounet.training.run import run_config, run_training
+from biounet.training.run import finish_run
 from biounet.training.runlog import read_log, training_seconds
 
 HERE = Path(__file__).resolve().parent
@@ -100,17 +100,8 @@ def stage_train(config, images: Path, run: Path, val_count: int, runtime) -> Pat
         config,
         data=DataConfig(images=str(images), label_kind="instance", val_count=val_count),
     )
-    latest = run / LATEST
-    if latest.exists():
-        step = load_checkpoint(latest)["train_state"]["step"]
-        if step >= config.iterations:
-            log.info(f"train: done ({step} steps)")
-            return run
-        log.info(f"train: resuming at step {step}")
-        resumed = replace(run_config(run), time_limit=config.time_limit)
-        run_training(resumed, run, runtime=runtime, resume=True, progress=True)
-        return run
-    run_training(config, run, runtime=runtime, overwrite=True, progress=True)
+    step = finish_run(config, run, runtime=runtime, progress=True)
+    log.info(f"train: {step} of {config.iterations} steps")
     return run
 
 

@@ -41,7 +41,7 @@ from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.unet import UNet
 from biounet.training.config import DataConfig, load_config
 from biounet.training.loop import LATEST
-from biounet.training.run import run_config, run_training
+from biounet.training.run import finish_run
 from biounet.training.runlog import read_log, training_seconds
 
 HERE = Path(__file__).resolve().parent
@@ -74,16 +74,8 @@ def stage_train(name: str, config, data: Path, out: Path, runtime) -> Path:
             foreground="high",
         ),
     )
-    latest = run / LATEST
-    if latest.exists():
-        step = load_checkpoint(latest)["train_state"]["step"]
-        if step >= config.iterations:
-            log.info(f"{name}: trained ({step} steps)")
-            return run
-        log.info(f"{name}: resuming at step {step}")
-        run_training(run_config(run), run, runtime=runtime, resume=True, progress=True)
-        return run
-    run_training(config, run, runtime=runtime, overwrite=True, progress=True)
+    step = finish_run(config, run, runtime=runtime, progress=True)
+    log.info(f"{name}: {step} of {config.iterations} steps")
     return run
 
 

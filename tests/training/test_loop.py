@@ -325,3 +325,19 @@ def test_worker_hook_silences_only_broken_connections(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
     sys.excepthook(ValueError, ValueError("a real problem"), None)
     assert "ValueError: a real problem" in capsys.readouterr().err
+
+
+def test_finish_run_starts_resumes_and_sees_a_finished_run(tmp_path, data):
+    from dataclasses import replace
+
+    from biounet.training.run import finish_run
+
+    rt = make_runtime("cpu")
+    cfg = small_config(data, iterations=3)
+    assert finish_run(cfg, tmp_path / "r", runtime=rt) == 3
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert finish_run(cfg, tmp_path / "r", runtime=rt) == 3  # done: nothing trained
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == lines
+    assert finish_run(replace(cfg, iterations=6), tmp_path / "r", runtime=rt) == 6
+    assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 6
+    assert load_config(tmp_path / "r" / "config.yaml").iterations == 6
