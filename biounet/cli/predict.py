@@ -194,8 +194,8 @@ def command(
     from biounet.inference.files import predict_files
     from biounet.network.unet import load_model
 
-    if batch_size < 1:
-        raise BiounetError(f"--batch-size {batch_size}: must be at least 1")
+    if workers is not None and workers < 1:
+        raise BiounetError(f"--workers {workers}: must be at least 1")
     try:
         output = OutputOptions(
             kind,
@@ -205,9 +205,10 @@ def command(
             ),
             compression,
         )
+        memory = None if memory_mib is None else memory_mib * 2**20
+        tiles = TileOptions(window, batch_size, memory, tta)
     except ValueError as exc:
         raise BiounetError(str(exc)) from None
-    tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
     log = logging.getLogger("biounet")

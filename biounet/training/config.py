@@ -134,7 +134,10 @@ class TrainConfig:
             if name in values:
                 build = getattr(section, "from_dict", None)
                 plain = values[name] or {}
-                values[name] = build(plain) if build else from_plain(section, plain)
+                try:
+                    values[name] = build(plain) if build else from_plain(section, plain)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return from_plain(cls, values, what="training option")
 
     def with_overrides(self, **changes: Any) -> TrainConfig:

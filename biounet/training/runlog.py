@@ -38,7 +38,7 @@ def truncate_log(run_dir: str | Path, step: int) -> float:
         continues counting.
     """
     records = [r for r in read_log(run_dir) if r["step"] <= step]
-    with atomic_output(Path(run_dir) / LOG_NAME) as tmp:
+    with atomic_output(Path(run_dir) / LOG_NAME, overwrite=True) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return training_seconds(records)
 
@@ -93,7 +93,7 @@ def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     path = Path(run_dir) / PLOT_NAME
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path
