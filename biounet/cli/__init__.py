@@ -99,6 +99,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # tifffile warns about odd files on stderr; biounet reports what matters in one line
+    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

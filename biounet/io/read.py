@@ -414,7 +414,11 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
         else:
             import tifffile
 
-            array = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                _check_extent(tif, path)
+                array = np.asarray(tif.asarray())
+    except BiounetError:
+        raise
     except Exception as exc:  # any reader failure is the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BiounetError(f"{path}: not a readable image ({reason})") from None
