@@ -137,15 +137,28 @@ def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
     'out.tif: no space left on device (free some space, then run again)'
     """
     name = exc.filename if exc.filename is not None else path
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    code = exc.errno
+    if code is None and name is not None and _nearly_full(Path(name)):
+        code = errno.ENOSPC  # a short write (no errno) on a full disk
+    reason = os.strerror(code) if code == errno.ENOSPC else exc.strerror
+    reason = reason or str(exc) or type(exc).__name__
     reason = reason[:1].lower() + reason[1:]
     hint = {
         errno.ENOSPC: " (free some space, then run again)",
         errno.EDQUOT: " (free some space, then run again)",
         errno.EROFS: " (write somewhere else)",
         errno.EACCES: " (write somewhere else, or change the permissions)",
-    }.get(exc.errno or 0, "")
+    }.get(code or 0, "")
     return f"{name}: {reason}{hint}" if name is not None else f"{reason}{hint}"
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the file system of `path` has less than 1 MiB free."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        return shutil.disk_usage(folder if str(folder) else ".").free < 2**20
+    except OSError:
+        return False
 
 
 def check_writable(
@@ -274,15 +287,13 @@ def atomic_output(
     try:
         yield tmp
         _fsync(tmp)
-        _publish(tmp, path, overwrite)
-    except FileExistsError as exc:
-        _remove(tmp)
-        if exc.filename is not None and Path(exc.filename) != path:
-            raise BiounetError(os_error_message(exc, path)) from None
-        raise BiounetError(
-            f"{path}: already exists (another run wrote it meanwhile; "
-            "use --overwrite to replace it)"
-        ) from None
+        try:
+            _publish(tmp, path, overwrite)
+        except FileExistsError:
+            raise BiounetError(
+                f"{path}: already exists (another run wrote it meanwhile; "
+                "use --overwrite to replace it)"
+            ) from None
     except OSError as exc:
         _remove(tmp)
         raise BiounetError(os_error_message(exc, path)) from None

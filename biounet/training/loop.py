@@ -286,8 +286,8 @@ def discard_unstarted(run_dir: Path, created: bool) -> None:
         with contextlib.suppress(OSError):
             (run_dir / name).unlink(missing_ok=True)
     if created:
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
         with contextlib.suppress(OSError):
-            shutil.rmtree(run_dir / "cache")
             run_dir.rmdir()
 
 

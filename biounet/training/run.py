@@ -108,8 +108,6 @@ def run_training(
             raise TrainingInterrupted(interrupted_message(run_dir)) from None
         if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
             raise BiounetError(os_error_message(exc, run_dir) + _continue(run_dir)) from None
-        if isinstance(exc, BiounetError) and not isinstance(exc, TrainingInterrupted):
-            raise BiounetError(str(exc) + _continue(run_dir)) from None
         raise
 
 
