@@ -46,6 +46,10 @@ _TEMP = re.compile(r"\.biounet-tmp-(?P<host>.*)-(?P<pid>\d+)-[0-9a-f]{8}")
 _LEGACY = re.compile(r"^\..+\.(?P<pid>\d+)\.partial")
 
 
+class WriteError(BiounetError):
+    """An operating-system error while writing an output (disk full, read-only, ...)."""
+
+
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
 
@@ -296,7 +300,7 @@ def atomic_output(
             ) from None
     except OSError as exc:
         _remove(tmp)
-        raise BiounetError(os_error_message(exc, path)) from None
+        raise WriteError(os_error_message(exc, path)) from None
     except BaseException:
         _remove(tmp)
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.io.atomic import atomic_output, os_error_message
+from biounet.io.atomic import WriteError, atomic_output, os_error_message
 from biounet.network.checkpoint import load_checkpoint
 from biounet.training import ddp
 from biounet.training.config import TrainConfig, dump_config, load_config
@@ -108,6 +108,8 @@ def run_training(
             raise TrainingInterrupted(interrupted_message(run_dir)) from None
         if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
             raise BiounetError(os_error_message(exc, run_dir) + _continue(run_dir)) from None
+        if isinstance(exc, WriteError):  # the same, met while writing a checkpoint or plot
+            raise BiounetError(str(exc) + _continue(run_dir)) from None
         raise
 
 
