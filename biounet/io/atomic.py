@@ -34,6 +34,7 @@ import re
 import secrets
 import shutil
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -82,8 +83,13 @@ def process_alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or folder tree; retry while a storage thread still writes into it."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        for _ in range(50):  # e.g. zarr's I/O thread finishing a chunk after an interrupt
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                break
+            time.sleep(0.02)
     else:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
             path.unlink()
@@ -323,4 +329,4 @@ def scratch_folder(near: str | Path) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove(folder)
