@@ -60,6 +60,16 @@ class TileOptions:
     memory_bytes: int | None = None
     tta: TTA = "none"
 
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"--window {self.window}: must be a positive valid input size")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.memory_bytes is not None and self.memory_bytes < 2**20:
+            raise ValueError(f"--memory {self.memory_bytes / 2**20:g}: must be at least 1 (MiB)")
+        if self.tta not in TTA_CHOICES:
+            raise ValueError(f"--tta {self.tta}: choose from {', '.join(TTA_CHOICES)}")
+
 
 OutputKind = Literal["probabilities", "mask", "labels"]
 OUTPUT_KINDS: tuple[str, ...] = ("labels", "mask", "probabilities")

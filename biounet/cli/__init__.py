@@ -1,32 +1,88 @@
 """The ``biounet`` command: a thin click layer over the library.
 
 Each sub-command lives in its own module, parses its options and calls one
-library function. Errors caused by the user's input (:class:`BiounetError`)
-are printed as one line, ``Error: <file>: <problem>``, with exit status 1.
+library function. :meth:`_Group.invoke` is the one error boundary: every
+expected failure is printed as one line, ``Error: <file or option>:
+<problem>``, with exit status 1, never a traceback:
+
+- :class:`BiounetError`, the library's message for bad input;
+- :class:`OSError` (disk full, read-only file system, permissions, a file
+  where a folder is needed), naming the file;
+- :class:`MemoryError`;
+- Ctrl-C and SIGTERM (which is turned into Ctrl-C while a command runs),
+  after the library has removed its unfinished outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 
 import click
 
 from biounet import __version__
 from biounet.errors import BiounetError
+from biounet.io.atomic import os_error_message
+
+
+def one_line(message: str) -> str:
+    """The first line of `message` (messages must never spread over several lines).
+
+    Examples
+    --------
+    >>> one_line("a.tif: bad\\nsecond line")
+    'a.tif: bad'
+    """
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "failed"
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so that it ends a command like Ctrl-C.
+
+    Library code removes its temporaries on KeyboardInterrupt; the default
+    SIGTERM action would kill the process and leave them behind.
+    """
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Group(click.Group):
-    """A group that turns BiounetError into a one-line message and exit status 1."""
+    """The error boundary: expected failures become one line and exit status 1."""
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
-            return super().invoke(ctx)
+            with sigterm_interrupts():
+                return super().invoke(ctx)
         except BiounetError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
         except MemoryError:
+            name = ctx.invoked_subcommand or "biounet"
             raise click.ClickException(
-                "out of memory: try a smaller --window or --batch-size"
+                f"{name}: out of memory: try a smaller --window or --batch-size"
+            ) from None
+        except OSError as exc:
+            name = ctx.invoked_subcommand or "biounet"
+            raise click.ClickException(one_line(os_error_message(exc, name))) from None
+        except KeyboardInterrupt:
+            name = ctx.invoked_subcommand or "biounet"
+            raise click.ClickException(
+                f"{name}: interrupted; unfinished outputs were removed"
             ) from None
 
 
@@ -43,6 +99,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # tifffile warns about odd files on stderr; biounet reports what matters in one line
+    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -39,6 +39,7 @@ PREDICTION_KINDS = ("auto", "probabilities", "labels")
     is_flag=True,
     help="Score 1 - p: for a membrane-probability map (high = membrane).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def command(
     prediction: str,
     ground_truth: str,
@@ -46,6 +47,7 @@ def command(
     json_path: str | None,
     kind: str,
     invert: bool,
+    overwrite: bool,
 ) -> None:
     """Score PREDICTION against GROUND_TRUTH (TIFF images or Z-stacks).
 
@@ -75,6 +77,7 @@ def command(
         kind=kind,
         invert=invert,
         json_path=json_path,
+        overwrite=overwrite,
     )
     click.echo(format_table(result))
     if json_path:

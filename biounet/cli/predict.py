@@ -194,9 +194,8 @@ def command(
     from biounet.inference.files import predict_files
     from biounet.network.unet import load_model
 
-    if batch_size < 1:
-        raise BiounetError(f"--batch-size {batch_size}: must be at least 1")
-    tiles = TileOptions(window, batch_size, memory_mib * 2**20 if memory_mib else None, tta)
+    if workers is not None and workers < 1:
+        raise BiounetError(f"--workers {workers}: must be at least 1")
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
     rule = model.decision
@@ -213,6 +212,8 @@ def command(
             ),
             compression,
         )
+        memory = None if memory_mib is None else memory_mib * 2**20
+        tiles = TileOptions(window, batch_size, memory, tta)
     except ValueError as exc:
         raise BiounetError(str(exc)) from None
     log = logging.getLogger("biounet")

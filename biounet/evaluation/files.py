@@ -91,6 +91,7 @@ def evaluate_files(
     kind: str = "auto",
     invert: bool = False,
     json_path: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate two TIFF files; optionally write the result as JSON (atomically).
 
@@ -112,7 +113,9 @@ def evaluate_files(
     invert : bool
         Use ``1 - p`` (for a membrane-probability map).
     json_path : path, optional
-        Where to write the result.
+        Where to write the result (a new ``.json`` file, not an input).
+    overwrite : bool
+        Replace an existing `json_path`.
 
     Returns
     -------
@@ -121,8 +124,11 @@ def evaluate_files(
         ``details``.
     """
     pred_path, gt_path = Path(prediction), Path(ground_truth)
+    inputs = (pred_path, gt_path)
     if json_path is not None:
-        check_writable(json_path, overwrite=True)
+        if Path(json_path).suffix.lower() != ".json":
+            raise BiounetError(f"{json_path}: --json writes JSON; give the file a .json suffix")
+        check_writable(json_path, overwrite=overwrite, inputs=inputs)
     pred = read_array(pred_path, ndim=(2, 3))
     gt = read_array(gt_path, ndim=(2, 3))
     if pred.shape != gt.shape:
@@ -146,7 +152,7 @@ def evaluate_files(
         inverted=bool(invert),
     )
     if json_path is not None:
-        with atomic_output(json_path) as tmp:
+        with atomic_output(json_path, overwrite=overwrite, inputs=inputs) as tmp:
             tmp.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 

@@ -15,8 +15,6 @@ labels are computed from it block by block, as in the single-process path.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from biounet.errors import BiounetError
 from biounet.inference.files import (
     PredictSummary,
     check_channels,
+    check_output,
     file_tiles,
     label_store,
 )
@@ -40,7 +39,7 @@ from biounet.inference.outputs import (
 )
 from biounet.inference.predictor import Predictor, predict_region
 from biounet.inference.tiling import TileSpec, tile_grid
-from biounet.io.atomic import atomic_output, check_writable
+from biounet.io.atomic import atomic_output, scratch_folder
 from biounet.io.read import open_image
 from biounet.io.write import Layout, create_zarr, write_tiles, zarr_key
 from biounet.network.checkpoint import checkpoint_dict
@@ -252,7 +251,7 @@ def predict_distributed(
 
     tiles = tiles or TileOptions()
     output = output or OutputOptions()
-    output_path = check_writable(output_path, overwrite=overwrite)
+    output_path = check_output(output_path, input_path, overwrite=overwrite)
     start = time.perf_counter()
     with open_image(input_path, axes=axes) as source:
         check_channels(source, model)
@@ -261,10 +260,9 @@ def predict_distributed(
         planes = source.n_planes
         shape, src_axes = tuple(source.data.shape), source.axes
     labels = output.kind == "labels"
-    scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=output_path.parent))
     objects = None
-    try:
-        with atomic_output(output_path, overwrite=overwrite) as tmp:
+    with scratch_folder(output_path) as scratch:
+        with atomic_output(output_path, overwrite=overwrite, inputs=[input_path]) as tmp:
             direct = output_path.suffix.lower() == ".zarr" and not labels
             if labels:
                 import zarr
@@ -321,8 +319,6 @@ def predict_distributed(
                 objects = label_store(tmp, prob, layout, spec, output, scratch)
             elif not direct:
                 _assemble_tiff(tmp, store_path, layout, spec, output.compression)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     n_tiles = len(tile_grid((layout.height, layout.width), spec)) * planes
     return PredictSummary(
         Path(input_path),

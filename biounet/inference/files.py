@@ -8,8 +8,6 @@ a temporary name and is renamed when complete.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -33,8 +31,8 @@ from biounet.inference.outputs import (
 from biounet.inference.predictor import Predictor, plan_tiles
 from biounet.inference.progress import Progress, TileProgress
 from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
-from biounet.io.atomic import atomic_output, check_writable
-from biounet.io.read import ImageSource, open_image
+from biounet.io.atomic import atomic_output, check_writable, os_error_message, scratch_folder
+from biounet.io.read import ImageSource, check_finite, open_image
 from biounet.io.write import Layout, write_tiles
 from biounet.network.unet import UNet
 from biounet.options import OUTPUT_FORMATS, OutputOptions, TileOptions
@@ -130,6 +128,7 @@ def segment_file(
     axes: str | None = None,
     overwrite: bool = False,
     progress: Progress = False,
+    check_pixels: bool = True,
 ) -> PredictSummary:
     """Segment one TIFF into a tiled OME-TIFF (or an OME-Zarr for ``*.zarr``).
 
@@ -150,6 +149,9 @@ def segment_file(
         Replace an existing output.
     progress : bool or callable
         ``True`` for a progress bar, or ``progress(done, total)`` per tile.
+    check_pixels : bool
+        Refuse a floating-point input with NaN or infinite pixels (a streamed
+        pass over the file; :func:`predict_files` has done it already).
 
     Returns
     -------
@@ -163,10 +165,12 @@ def segment_file(
     """
     tiles = tiles or TileOptions()
     output = output or model_output(model)
-    output_path = check_writable(output_path, overwrite=overwrite)
+    output_path = check_output(output_path, input_path, overwrite=overwrite)
     start = time.perf_counter()
     with open_image(input_path, axes=axes) as source:
         check_channels(source, model)
+        if check_pixels:
+            check_finite(source)
         predictor = Predictor(model, runtime, tta=tiles.tta)
         spec = file_tiles(source, model, tiles, predictor.runtime)
         n_tiles = len(tile_grid((source.height, source.width), spec)) * source.n_planes
@@ -174,7 +178,7 @@ def segment_file(
         stream = _stream(source, predictor, spec, tiles.batch_size, bar)
         objects = None
         try:
-            with atomic_output(output_path, overwrite=overwrite) as tmp:
+            with atomic_output(output_path, overwrite=overwrite, inputs=[input_path]) as tmp:
                 if output.kind == "labels":
                     objects = _write_labels(tmp, stream, source, spec, output)
                 else:
@@ -239,19 +243,47 @@ def _write_labels(
     tmp: Path, stream: Iterator, source: ImageSource, spec: TileSpec, output: OutputOptions
 ) -> int:
     """Probabilities to a scratch store, label block by block, write relabelled tiles."""
-    scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=tmp.parent))
-    try:
+    with scratch_folder(tmp) as scratch:
         shape = (source.n_planes, source.height, source.width)
         prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
         for plane, rows, cols, p in stream:
             prob[plane, rows, cols] = foreground_probability(p)
         return label_store(tmp, prob, plane_layout(source, 1, np.uint32), spec, output, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 #: What ``predict`` accepts as input files (and finds in an input folder).
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_output_suffix(path: str | Path) -> Path:
+    """`path`, or a one-line error if its suffix is not one biounet writes (.tif, .zarr)."""
+    path = Path(path)
+    if path.suffix.lower() not in (*TIFF_SUFFIXES, ".zarr"):
+        shown = f"'{path.suffix}'" if path.suffix else "no suffix"
+        raise BiounetError(
+            f"{path}: predictions are written as TIFF (.tif) or OME-Zarr (.zarr), "
+            f"not {shown}; change the name"
+        )
+    return path
+
+
+def check_output(
+    path: str | Path, inputs: Path | str | Sequence[str | Path], *, overwrite: bool = False
+) -> Path:
+    """Check a prediction output before any work: its suffix, its folder, not an input.
+
+    ``.tif``/``.tiff`` is written as a tiled OME-TIFF, ``.zarr`` as an
+    OME-Zarr; any other suffix would name a file in a format it is not.
+
+    Raises
+    ------
+    BiounetError
+        A suffix biounet does not write, an input given as output, an
+        existing output without `overwrite`, a missing or read-only folder.
+    """
+    path = check_output_suffix(path)
+    sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    return check_writable(path, overwrite=overwrite, inputs=sources)
 
 
 def input_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -298,6 +330,8 @@ def image_stem(path: Path) -> str:
 def output_paths(files: list[Path], out: Path, kind: str, fmt: str = "tiff") -> list[Path]:
     """One output path per input: `out` itself, or ``out/<stem>_<kind>.<ext>`` for several.
 
+    The folder is not created here (see :func:`predict_files`).
+
     Raises
     ------
     BiounetError
@@ -307,7 +341,6 @@ def output_paths(files: list[Path], out: Path, kind: str, fmt: str = "tiff") -> 
         return [out]
     if out.exists() and not out.is_dir():
         raise BiounetError(f"{out}: several inputs need an output folder, not a file")
-    out.mkdir(parents=True, exist_ok=True)
     targets = [out / f"{image_stem(f)}_{kind}{OUTPUT_FORMATS[fmt]}" for f in files]
     if len(set(targets)) != len(targets):
         raise BiounetError(f"{out}: two inputs have the same name; predict them separately")
@@ -356,14 +389,20 @@ def predict_files(
     preview : Path or None
     """
     output = output or model_output(model)
+    tiles = tiles or TileOptions()
     files = input_files(inputs)
-    targets = output_paths(files, Path(out), output.kind, fmt)
-    if not overwrite:
-        for target in targets:
-            if target.exists():
-                raise BiounetError(f"{target}: already exists (use --overwrite to replace it)")
+    out = Path(out)
+    targets = output_paths(files, out, output.kind, fmt)
+    folder = None if targets == [out] else out
+    _preflight(files, targets, folder, model, tiles, axes, overwrite, preview)
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BiounetError(os_error_message(exc, folder)) from None
     run = segment_file if cluster is None else cluster.segment_file
-    for source, target in zip(files, targets, strict=True):
+    extra = {"check_pixels": False} if cluster is None else {}  # done by _preflight
+    for done, (source, target) in enumerate(zip(files, targets, strict=True)):
         try:
             summary = run(
                 source,
@@ -375,13 +414,60 @@ def predict_files(
                 axes=axes,
                 overwrite=overwrite,
                 progress=progress,
+                **extra,
             )
+            png = None
+            if preview:
+                from biounet.viz.overlay import render_overlay
+
+                png = render_overlay(
+                    source, target, preview_path(target), kind=output.kind, overwrite=overwrite
+                )
         except ValueError as exc:  # e.g. an invalid window size
             raise BiounetError(f"{source}: {exc}") from None
-        png = None
-        if preview:
-            from biounet.viz.overlay import render_overlay
-
-            png = target.with_suffix(".png")
-            render_overlay(source, target, png, kind=output.kind)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the command line
+            finished = f"; the {done} output(s) before it are complete" if done else ""
+            raise BiounetError(
+                f"{source}: interrupted; {target} was not written{finished}"
+            ) from None
         yield summary, png
+
+
+def preview_path(target: Path) -> Path:
+    """The overlay PNG written beside a prediction by ``--preview``."""
+    return target.with_suffix(".png")
+
+
+def _preflight(
+    files: list[Path],
+    targets: list[Path],
+    folder: Path | None,
+    model: UNet,
+    tiles: TileOptions,
+    axes: str | None,
+    overwrite: bool,
+    preview: bool,
+) -> None:
+    """Check every input and output before the first output is computed.
+
+    Outputs: suffix, not an input, not existing (without `overwrite`), a
+    writable folder. Inputs: readable, header sizes, channels, the window,
+    finite pixels (streamed).
+    """
+    if folder is not None and not folder.exists():
+        check_writable(folder, inputs=files)  # its parent exists and is writable
+    for target in targets:
+        if folder is not None and not folder.exists():
+            check_output_suffix(target)  # the folder is new
+            continue
+        check_output(target, files, overwrite=overwrite)
+        if preview:
+            check_writable(preview_path(target), overwrite=overwrite, inputs=files)
+    for path in files:
+        with open_image(path, axes=axes) as source:
+            check_channels(source, model)
+            try:
+                file_tiles(source, model, tiles)
+            except ValueError as exc:  # e.g. an invalid window size
+                raise BiounetError(f"{path}: {exc}") from None
+            check_finite(source)

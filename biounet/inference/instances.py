@@ -65,7 +65,13 @@ class InstanceOptions:
         if self.connectivity not in (1, 2):
             raise ValueError(f"connectivity must be 1 or 2, got {self.connectivity}")
         if self.min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
+            raise ValueError(f"--min-size {self.min_size}: must be >= 0")
+        for option, value in (
+            ("--threshold", self.threshold),
+            ("--seed-threshold", self.seed_threshold),
+        ):
+            if not 0.0 <= value <= 1.0:  # also refuses NaN
+                raise ValueError(f"{option} {value}: must be a probability in [0, 1]")
 
 
 def _blocks(shape: tuple[int, int], block: tuple[int, int]) -> Iterator[tuple[slice, slice]]:

@@ -1,76 +1,332 @@
-"""Write-then-rename, so that an interrupted run never leaves a partial file.
+"""The one discipline for every file biounet writes: nothing lost, nothing half-written.
 
-Every file biounet writes (checkpoints, predictions, figures, logs) goes to a
-temporary name beside its final path and is renamed when complete. A rename
-within one folder is atomic on POSIX file systems, so a reader sees either
-the old file or the complete new one, never half of it.
+Every output (predictions, JSON, figures, weight maps, checkpoints, logs)
+goes through :func:`atomic_output`:
+
+- **Checked first.** :func:`check_writable` refuses, before any work, an
+  output that is one of the command's inputs (or holds one), an existing
+  output without ``--overwrite``, and a missing or read-only folder.
+- **Written under a temporary name** beside the final one,
+  ``.NAME.biounet-tmp-<host>-<pid>-<random>SUFFIX`` (the suffix is kept, so
+  writers that look at it choose the right format), and flushed to disk.
+- **Published in one atomic step.** Without ``--overwrite`` the final name
+  is created exclusively (a hard link, which fails if the name exists, or
+  ``mkdir`` for a folder such as an OME-Zarr), so of two writers racing for
+  one name exactly one succeeds and the other is told the name exists.
+  With ``--overwrite`` the old file is replaced by a rename: a reader sees
+  the old file or the complete new one, never a mixture.
+- **Cleaned up.** On any error or interrupt the temporary is removed; one
+  left by a process killed with ``kill -9`` is recognised by its PID and
+  removed by the next biounet run that writes to the same folder
+  (:func:`sweep`).
+
+Operating-system errors (disk full, read-only file system, permissions)
+become one-line :class:`~biounet.errors.BiounetError` messages that name the
+file (:func:`os_error_message`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import secrets
 import shutil
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from biounet.errors import BiounetError
 
+#: The mark in every temporary name; :func:`sweep` looks for it.
+TEMP_MARK = ".biounet-tmp-"
+_TEMP = re.compile(r"\.biounet-tmp-(?P<host>.*)-(?P<pid>\d+)-[0-9a-f]{8}")
+#: Temporaries of biounet 0.1 (``.NAME.<pid>.partial.SUFFIX``).
+_LEGACY = re.compile(r"^\..+\.(?P<pid>\d+)\.partial")
 
-def check_writable(path: str | Path, *, overwrite: bool = False) -> Path:
-    """Fail early, with a one-line message, if `path` cannot be written.
+
+class WriteError(BiounetError):
+    """An operating-system error while writing an output (disk full, read-only, ...)."""
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh temporary name beside `path` that :func:`sweep` recognises.
+
+    Examples
+    --------
+    >>> name = temp_path("out/seg.tif").name
+    >>> name.startswith(".seg.tif.biounet-tmp-") and name.endswith(".tif")
+    True
+    """
+    path = Path(path)
+    tag = f"{TEMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(f".{path.name[:120]}{tag}{path.suffix}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (unknown counts as alive)."""
+    if pid <= 1 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or folder tree; retry while a storage thread still writes into it."""
+    if path.is_dir() and not path.is_symlink():
+        for _ in range(50):  # e.g. zarr's I/O thread finishing a chunk after an interrupt
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                break
+            time.sleep(0.02)
+    else:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            path.unlink()
+
+
+def sweep(folder: str | Path) -> list[Path]:
+    """Remove the temporaries that dead biounet processes left in `folder`.
+
+    A temporary is removed only if it was made on this machine and its
+    process no longer exists; those of running processes are kept.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    host = _host()
+    for name in names:
+        if not name.startswith("."):
+            continue
+        match = _TEMP.search(name)
+        if match is not None and match["host"] != host:
+            continue
+        match = match or _LEGACY.match(name)
+        if match is None or process_alive(int(match["pid"])):
+            continue
+        _remove(folder / name)
+        removed.append(folder / name)
+    return removed
+
+
+def same_or_inside(a: str | Path, b: str | Path) -> bool:
+    """Whether `a` is the file `b` (also through links) or lies inside folder `b`."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(a, b):
+            return True
+    ra, rb = Path(a).resolve(), Path(b).resolve()
+    return ra == rb or rb in ra.parents
+
+
+def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
+    """``"<file>: <problem>"`` for an operating-system error.
+
+    The file is the one the error names, else `path`.
+
+    Examples
+    --------
+    >>> os_error_message(OSError(errno.ENOSPC, "No space left on device"), "out.tif")
+    'out.tif: no space left on device (free some space, then run again)'
+    """
+    name = exc.filename if exc.filename is not None else path
+    code = exc.errno
+    if code is None and name is not None and _nearly_full(Path(name)):
+        code = errno.ENOSPC  # a short write (no errno) on a full disk
+    reason = os.strerror(code) if code == errno.ENOSPC else exc.strerror
+    reason = reason or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    hint = {
+        errno.ENOSPC: " (free some space, then run again)",
+        errno.EDQUOT: " (free some space, then run again)",
+        errno.EROFS: " (write somewhere else)",
+        errno.EACCES: " (write somewhere else, or change the permissions)",
+    }.get(code or 0, "")
+    return f"{name}: {reason}{hint}" if name is not None else f"{reason}{hint}"
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the file system of `path` has less than 1 MiB free."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        return shutil.disk_usage(folder if str(folder) else ".").free < 2**20
+    except OSError:
+        return False
+
+
+def check_writable(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Path:
+    """Fail early, with a one-line message, if `path` must not or cannot be written.
+
+    Parameters
+    ----------
+    path : path
+        The output.
+    overwrite : bool
+        Whether an existing `path` may be replaced.
+    inputs : iterable of path
+        The command's inputs: `path` must be none of them and hold none of them.
 
     Raises
     ------
     BiounetError
-        If `path` exists and `overwrite` is false, or its folder is missing
-        or not writable.
+        If `path` is an input, exists and `overwrite` is false, or its folder
+        is missing, not a folder or not writable.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
+    for source in inputs:
+        if same_or_inside(source, path):
+            raise BiounetError(
+                f"{path}: is an input of this command ({source}); choose another output"
+            )
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise BiounetError(f"{path}: already exists (use --overwrite to replace it)")
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    if not folder.exists():
         raise BiounetError(f"{path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise BiounetError(f"{path}: {folder} is not a folder")
     if not os.access(folder, os.W_OK):
         raise BiounetError(f"{path}: folder {folder} is not writable")
     return path
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def _fsync(path: Path) -> None:
+    """Flush a finished file to disk, so that a power cut cannot publish half of it."""
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+#: ``os.link`` errors of file systems without hard links (then publish by rename).
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished `tmp` to `path`: exclusively unless `overwrite`."""
+    if overwrite and (path.exists() or path.is_symlink()):
+        if tmp.is_dir() or (path.is_dir() and not path.is_symlink()):
+            aside = temp_path(path)
+            os.rename(path, aside)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(aside, path)
+                raise
+            _remove(aside)
+        else:
+            os.replace(tmp, path)
+        return
+    if tmp.is_dir():
+        os.mkdir(path)  # FileExistsError if the name is taken: the atomic check
+        try:
+            os.rename(tmp, path)  # onto the empty folder just made
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            raise
+        return
+    try:
+        os.link(tmp, path)  # FileExistsError if the name is taken
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` on success.
+def atomic_output(
+    path: str | Path, *, overwrite: bool, inputs: Iterable[str | Path] = ()
+) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; publish it as `path` when the block succeeds.
 
-    The temporary name keeps the suffix of `path` (``out.tif`` is written as
-    ``.out.tif.<pid>.partial.tif``) so that writers that look at the suffix
-    choose the same format. On an exception the temporary file or folder is
-    removed and `path` is left untouched.
+    Parameters
+    ----------
+    path : path
+        The final name.
+    overwrite : bool
+        Replace an existing `path`; otherwise `path` is created exclusively
+        and an existing one (also one that appeared while writing) is an error.
+    inputs : iterable of path
+        Inputs that `path` must not be (see :func:`check_writable`).
+
+    Raises
+    ------
+    BiounetError
+        As :func:`check_writable`; if `path` appeared meanwhile; or for an
+        operating-system error while writing (disk full, read-only file
+        system), naming the file. The temporary is always removed.
 
     Examples
     --------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> with atomic_output(folder / "a.txt") as tmp:
+    >>> with atomic_output(folder / "a.txt", overwrite=False) as tmp:
     ...     _ = tmp.write_text("done")
-    >>> (folder / "a.txt").read_text()
-    'done'
+    >>> (folder / "a.txt").read_text(), os.listdir(folder)
+    ('done', ['a.txt'])
     """
-    path = check_writable(path, overwrite=overwrite)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
-    _remove(tmp)
+    path = check_writable(path, overwrite=overwrite, inputs=inputs)
+    sweep(path.parent)
+    tmp = temp_path(path)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _fsync(tmp)
+        try:
+            _publish(tmp, path, overwrite)
+        except FileExistsError:
+            raise BiounetError(
+                f"{path}: already exists (another run wrote it meanwhile; "
+                "use --overwrite to replace it)"
+            ) from None
+    except OSError as exc:
+        _remove(tmp)
+        raise WriteError(os_error_message(exc, path)) from None
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def scratch_folder(near: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `near` (on its file system), removed afterwards.
+
+    Its name carries this process's ID, so one left by a killed process is
+    removed by :func:`sweep`.
+    """
+    near = Path(near)
+    sweep(near.parent)
+    folder = temp_path(near.with_name("scratch"))
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise BiounetError(os_error_message(exc, near)) from None
+    try:
+        yield folder
+    finally:
+        _remove(folder)

@@ -206,13 +206,74 @@ def from_array(array: Any, axes: str | None = None) -> ImageSource:
     return ImageSource(None, array, axes)
 
 
+#: The most a TIFF codec can shrink data, generously rounded up (zlib's
+#: limit is 1032:1, LZW's about 1400:1, PackBits' 128:1, a zstd RLE block's
+#: about 32768:1). Unknown codecs get the largest.
+MAX_COMPRESSION = {1: 1, 32773: 130, 8: 1100, 32946: 1100, 5: 1500, 50000: 40000}
+_ANY_CODEC = 2**16
+
+
 def _check_extent(tif: Any, path: Path) -> None:
-    """Fail on a truncated file: every strip or tile must lie inside the file."""
+    """Fail early on a truncated file or a header that claims more pixels than the file holds.
+
+    Every strip or tile must lie inside the file, and a page's pixels
+    (``shape x itemsize`` bytes) must fit in its stored data at the codec's
+    largest compression ratio (:data:`MAX_COMPRESSION`): a damaged or
+    hostile header that claims 200000 x 200000 pixels in a small strip is
+    refused here, before anything is decoded or allocated.
+    """
     size = os.path.getsize(path)
     for page in tif.pages:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
             raise BiounetError(f"{path}: the file is truncated (image data ends past its end)")
+        claimed = int(np.prod(page.shape, dtype=np.float64) * np.dtype(page.dtype).itemsize)
+        stored = int(sum(counts)) if offsets else 0
+        ratio = MAX_COMPRESSION.get(int(page.compression), _ANY_CODEC)
+        if claimed > stored * ratio:
+            dims = "x".join(str(n) for n in page.shape)
+            raise BiounetError(
+                f"{path}: the header claims {dims} pixels ({claimed:,} bytes) but the file "
+                f"stores only {stored:,} bytes for them; the file is damaged"
+            )
+
+
+def check_finite(source: ImageSource, *, band_pixels: int = 2**22) -> None:
+    """Fail if a floating-point image holds NaN or infinite pixels.
+
+    The image is read band by band (about `band_pixels` values at a time),
+    so the check works on images of any size. Integer images pass at once.
+
+    Raises
+    ------
+    BiounetError
+        Naming the file and the first bad pixel.
+    """
+    if source.dtype.kind != "f":
+        return
+    width = source.width
+    rows = max(1, band_pixels // max(1, width * source.channels))
+    for plane in range(source.n_planes):
+        for y in range(0, source.height, rows):
+            block = source.read(plane, slice(y, min(y + rows, source.height)), slice(0, width))
+            if not np.isfinite(block).all():
+                _, row, col = np.argwhere(~np.isfinite(block))[0]
+                where = f"plane {plane}, " if source.n_planes > 1 else ""
+                raise BiounetError(
+                    f"{source.name}: NaN or infinite pixel values (the first at {where}row "
+                    f"{y + row}, column {col}); replace them, e.g. with 0, before using the image"
+                )
+
+
+def require_finite(array: np.ndarray, name: str) -> np.ndarray:
+    """`array` itself, or a one-line error naming `name` if it has NaN or infinite values."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise BiounetError(
+            f"{name}: NaN or infinite pixel values (the first at index {index}); "
+            "replace them, e.g. with 0, before using the image"
+        )
+    return array
 
 
 def _pixel_size(tif: Any) -> PixelSize:
@@ -353,7 +414,11 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
         else:
             import tifffile
 
-            array = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                _check_extent(tif, path)
+                array = np.asarray(tif.asarray())
+    except BiounetError:
+        raise
     except Exception as exc:  # any reader failure is the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BiounetError(f"{path}: not a readable image ({reason})") from None

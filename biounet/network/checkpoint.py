@@ -52,9 +52,14 @@ def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
-    """Write `model` (and `extra` entries) to `path` atomically; return the path."""
-    with atomic_output(path) as tmp:
-        torch.save(checkpoint_dict(model, **extra), tmp)
+    """Write `model` (and `extra` entries) to `path` atomically; return the path.
+
+    An existing file is replaced (a run's ``latest.pt``); a full disk or a
+    read-only folder raises :class:`BiounetError` naming `path`, and the
+    previous file stays as it was.
+    """
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        torch.save(checkpoint_dict(model, **extra), fh)  # OS errors stay OSError
     return Path(path)
 
 

@@ -43,6 +43,11 @@ from biounet.plain import from_plain
 
 Flavour = Literal["paper", "release"]
 
+#: Limits that keep a config (e.g. from a damaged checkpoint) from asking for
+#: an impossible network: the paper's is depth 4 with 1024 channels at the bottom.
+MAX_DEPTH = 10
+MAX_CHANNELS = 2**16
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -96,6 +101,14 @@ class UNetConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"UNetConfig.depth must be at most {MAX_DEPTH}, got {self.depth}")
+        widest = max(self.in_channels, self.n_classes, self.channels(self.depth))
+        if widest > MAX_CHANNELS:
+            raise ValueError(
+                f"UNetConfig: {widest} channels in one layer (features {self.features}, depth "
+                f"{self.depth}); at most {MAX_CHANNELS} are supported"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> UNetConfig:
@@ -298,17 +311,22 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> U
     """
     try:
         config = UNetConfig.from_dict(ckpt["model_config"])
-        norm = Normalization(**ckpt["normalization"])
-        decision = DecisionRule(**ckpt.get("decision", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BiounetError(f"{source}: invalid model description in checkpoint ({exc})") from exc
-    with torch.device("meta"):
-        model = UNet(config, norm, decision)
+        norm = from_plain(Normalization, ckpt["normalization"])
+        decision = from_plain(DecisionRule, ckpt.get("decision", {}))
+        with torch.device("meta"):
+            model = UNet(config, norm, decision)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        reason = one_line_reason(exc)
+        raise BiounetError(
+            f"{source}: invalid model description in checkpoint ({reason})"
+        ) from None
     # compact files may store float16 weights; models always compute in float32
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
     try:
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()
+        }
         model.load_state_dict(state, strict=True, assign=True)
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, AttributeError, TypeError) as exc:
         raise BiounetError(
             f"{source}: weights do not fit the stored architecture "
             f"({first_mismatch(exc)}); the file was saved by a different model"
@@ -327,6 +345,12 @@ def load_model(path: str | Path | None = None, *, map_location: str | torch.devi
     if path is None:
         path = default_model_path()
     return model_from_checkpoint(load_checkpoint(path, map_location=map_location), str(path))
+
+
+def one_line_reason(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most `limit` characters."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
 def first_mismatch(exc: BaseException) -> str:

@@ -98,7 +98,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     workers: int = 1
-    time_limit: float | None = None
+    time_limit: float | str | None = None  # a text such as "2h" becomes seconds
 
     def __post_init__(self) -> None:
         if self.time_limit is not None:
@@ -141,7 +141,10 @@ class TrainConfig:
             if name in values:
                 build = getattr(section, "from_dict", None)
                 plain = values[name] or {}
-                values[name] = build(plain) if build else from_plain(section, plain)
+                try:
+                    values[name] = build(plain) if build else from_plain(section, plain)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return from_plain(cls, values, what="training option")
 
     def with_overrides(self, **changes: Any) -> TrainConfig:

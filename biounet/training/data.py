@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 
 from biounet.errors import BiounetError
-from biounet.io.read import ARRAY_SUFFIXES, read_array
+from biounet.io.read import ARRAY_SUFFIXES, read_array, require_finite
 
 __all__ = ["Sample", "load_pairs", "load_labels", "to_instances"]
 
@@ -249,9 +249,11 @@ def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray,
                 raise BiounetError(
                     f"{label_path}: a label image must be one 2-D plane, got shape {label.shape}"
                 )
-            yield read_array(image_path), label, image_path.name, str(label_path)
+            image = require_finite(read_array(image_path), str(image_path))
+            yield image, label, image_path.name, str(label_path)
         return
     image_stack, label_stack = read_array(images), read_array(labels)
+    require_finite(image_stack, str(images))
     label_planes = _planes(label_stack, str(labels))
     if len(label_planes) == 1:
         plane = label_planes[0].shape

@@ -17,8 +17,11 @@ with batch ``N * b``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +35,17 @@ from biounet.errors import BiounetError
 from biounet.evaluation.table import is_improvement
 from biounet.inference.outputs import foreground_probability
 from biounet.inference.predictor import predict
-from biounet.io.atomic import check_writable
+from biounet.io.atomic import atomic_output, os_error_message, sweep
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.decision import DecisionRule
 from biounet.network.normalize import normalize
-from biounet.network.unet import UNet
+from biounet.network.unet import UNet, first_mismatch
 from biounet.training import ddp
 from biounet.training.calibrate import calibrate, objective
 from biounet.training.config import TrainConfig, dump_config, format_duration
 from biounet.training.data import Sample, load_pairs
 from biounet.training.loss import weighted_cross_entropy
-from biounet.training.runlog import append_log, plot_log, truncate_log
+from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, plot_log, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,15 @@ class TrainSummary:
     unfinished: bool = False  # stopped before config.iterations (time limit, stop_after)
 
 
-def _split(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+def load_data(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """The training and validation pairs of a run, read and checked.
+
+    Raises
+    ------
+    BiounetError
+        Missing or unreadable files, labels that do not fit the images,
+        images with NaN or infinite pixels, too few pairs to hold some out.
+    """
     d = config.data
     if not d.images:
         raise BiounetError("no training images given (--images)")
@@ -188,16 +199,96 @@ def _train_state(
     }
 
 
-def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) -> None:
-    """Create a new run folder holding ``config.yaml``."""
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise BiounetError(
-            f"{run_dir}: folder is not empty (resume with --resume {run_dir}, "
-            "or choose another --out)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = check_writable(run_dir / CONFIG_NAME, overwrite=True)
-    path.write_text(dump_config(config))
+#: The files of a run's record; ``--overwrite`` removes them (and only them).
+RECORD = (CONFIG_NAME, LATEST, BEST, LOG_NAME, PLOT_NAME)
+
+
+def check_new_run(run_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Check, without creating anything, that a new run can start in `run_dir`.
+
+    Raises
+    ------
+    BiounetError
+        A file where the folder should be, a non-empty folder without
+        `overwrite`, or a folder that cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BiounetError(f"{run_dir}: is a file, not a run folder; choose another --out")
+    if run_dir.is_dir():
+        sweep(run_dir)
+        if any(run_dir.iterdir()) and not overwrite:
+            raise BiounetError(
+                f"{run_dir}: folder is not empty (resume with --resume {run_dir}, "
+                "start over with --overwrite, or choose another --out)"
+            )
+        if not os.access(run_dir, os.W_OK):
+            raise BiounetError(f"{run_dir}: folder is not writable")
+        return run_dir
+    parent = next((p for p in run_dir.absolute().parents if p.exists()), Path("/"))
+    if not parent.is_dir():
+        raise BiounetError(f"{run_dir}: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK):
+        raise BiounetError(f"{run_dir}: cannot create the folder, {parent} is not writable")
+    return run_dir
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) -> bool:
+    """Create a new run folder holding ``config.yaml``; check the data first.
+
+    With `overwrite` a non-empty folder is allowed and the previous run's
+    record (:data:`RECORD`) is removed, so the new run starts a clean log;
+    other files are left alone. ``config.yaml`` is created exclusively: of
+    two runs started in one folder at once, one is refused.
+
+    Returns
+    -------
+    bool
+        Whether the folder was created (and may be removed again if the run
+        fails before its first checkpoint).
+
+    Raises
+    ------
+    BiounetError
+        A file where the folder should be, a non-empty folder without
+        `overwrite`, a folder that cannot be created or written.
+    """
+    run_dir = check_new_run(run_dir, overwrite=overwrite)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in RECORD:
+                (run_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise BiounetError(os_error_message(exc, run_dir)) from None
+    try:
+        with atomic_output(run_dir / CONFIG_NAME, overwrite=False) as tmp:
+            tmp.write_text(dump_config(config))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+    return created
+
+
+def discard_unstarted(run_dir: Path, created: bool) -> None:
+    """Remove the record of a new run that failed before its first checkpoint.
+
+    Such a run has nothing to resume from; removing it lets the corrected
+    command start in the same folder. The folder itself goes if this run
+    created it and nothing else is in it.
+    """
+    if (run_dir / LATEST).exists():
+        return
+    for name in RECORD:
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink(missing_ok=True)
+    if created:
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
 
 
 def train(
@@ -208,6 +299,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     stop_after: int | None = None,
+    data: tuple[list[Sample], list[Sample]] | None = None,
 ) -> TrainSummary:
     """Train a U-Net; write checkpoints, the metrics log and plots to `run_dir`.
 
@@ -224,6 +316,8 @@ def train(
         Show a progress bar with the loss and iterations per second.
     stop_after : int, optional
         Stop after this many steps of this call (the run stays resumable).
+    data : (list of Sample, list of Sample), optional
+        The pairs of :func:`load_data`, if already read.
 
     Returns
     -------
@@ -232,7 +326,7 @@ def train(
     run_dir = Path(run_dir)
     rank, world = ddp.rank(), ddp.world_size()
     main = rank == 0
-    train_set, val_set = _split(config)
+    train_set, val_set = data if data is not None else load_data(config)
     targets = _targets(config, train_set, run_dir)
     val_images = [s.image for s in val_set]
     if config.data.label_kind == "instance":
@@ -389,7 +483,9 @@ def _restore(
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
-        raise BiounetError(f"{path}: does not fit this run's model ({exc})") from None
+        raise BiounetError(
+            f"{path}: does not fit this run's model ({first_mismatch(exc)})"
+        ) from None
     model.decision = DecisionRule(**ckpt.get("decision", {}))
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler"):

@@ -18,10 +18,20 @@ from pathlib import Path
 
 from biounet.device import Runtime
 from biounet.errors import BiounetError
+from biounet.io.atomic import WriteError, atomic_output, os_error_message
 from biounet.network.checkpoint import load_checkpoint
 from biounet.training import ddp
-from biounet.training.config import TrainConfig, load_config
-from biounet.training.loop import CONFIG_NAME, LATEST, TrainSummary, prepare_run, train
+from biounet.training.config import TrainConfig, dump_config, load_config
+from biounet.training.loop import (
+    CONFIG_NAME,
+    LATEST,
+    TrainSummary,
+    check_new_run,
+    discard_unstarted,
+    load_data,
+    prepare_run,
+    train,
+)
 
 
 class TrainingInterrupted(BiounetError):
@@ -71,20 +81,84 @@ def run_training(
         A non-empty folder without `overwrite`, bad data, an unreadable run.
     """
     run_dir = Path(run_dir)
+    if resume:
+        check_resume(config, run_dir)
+    elif ddp.rank() == 0:
+        check_new_run(run_dir, overwrite=overwrite)
+    data = load_data(config)  # the inputs are checked before the run folder appears
+    created = False
     if ddp.rank() == 0:
         if not resume:
-            prepare_run(config, run_dir, overwrite=overwrite)
-        elif run_config(run_dir) != config:
-            prepare_run(config, run_dir, overwrite=True)  # record the new total
+            created = prepare_run(config, run_dir, overwrite=overwrite)
+        elif run_config(run_dir) != config:  # record the new total
+            with atomic_output(run_dir / CONFIG_NAME, overwrite=True) as tmp:
+                tmp.write_text(dump_config(config))
     if ddp.world_size() > 1:
         import torch.distributed as dist
 
         dist.barrier()
     try:
         with stop_on_sigterm():
-            return train(config, run_dir, runtime=runtime, resume=resume, progress=progress)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(interrupted_message(run_dir)) from None
+            return train(
+                config, run_dir, runtime=runtime, resume=resume, progress=progress, data=data
+            )
+    except BaseException as exc:
+        if not resume and ddp.rank() == 0:
+            discard_unstarted(run_dir, created)
+        if isinstance(exc, KeyboardInterrupt):
+            raise TrainingInterrupted(interrupted_message(run_dir)) from None
+        if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
+            raise BiounetError(os_error_message(exc, run_dir) + _continue(run_dir)) from None
+        if isinstance(exc, WriteError):  # the same, met while writing a checkpoint or plot
+            raise BiounetError(str(exc) + _continue(run_dir)) from None
+        raise
+
+
+#: What a resumed run may change: when it stops and how often it reports.
+RESUMABLE_CHANGES = ("iterations", "val_every", "checkpoint_every", "log_every", "workers")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(config: TrainConfig, run_dir: str | Path) -> None:
+    """Refuse to resume a run with settings that would change what it computes.
+
+    Raises
+    ------
+    BiounetError
+        The first changed setting other than :data:`RESUMABLE_CHANGES`, with
+        its recorded and its new value.
+    """
+    run_dir = Path(run_dir)
+    recorded, wanted = _flat(run_config(run_dir).to_dict()), _flat(config.to_dict())
+    for key in recorded:
+        if key not in RESUMABLE_CHANGES and recorded[key] != wanted.get(key):
+            raise BiounetError(
+                f"{run_dir}: a resumed run keeps its settings; {key} is {recorded[key]!r}, "
+                f"not {wanted.get(key)!r} (start a new run with --out to change it)"
+            )
+    if not (run_dir / LATEST).is_file():
+        raise BiounetError(f"{run_dir}: no {LATEST} to resume from; start again with --out")
+
+
+def _continue(run_dir: Path) -> str:
+    """How to continue after a failure: from the last checkpoint, if there is one."""
+    latest = run_dir / LATEST
+    if not latest.is_file():
+        return ""
+    try:
+        step = load_checkpoint(latest)["train_state"]["step"]
+    except (BiounetError, KeyError, TypeError):
+        return ""
+    return f"; {LATEST} holds step {step}, continue with biounet train --resume {run_dir}"
 
 
 def finish_run(

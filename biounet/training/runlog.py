@@ -14,18 +14,45 @@ import json
 from pathlib import Path
 from typing import Any
 
-from biounet.io.atomic import atomic_output
+from biounet.errors import BiounetError
+from biounet.io.atomic import atomic_output, os_error_message
 
 LOG_NAME = "metrics.jsonl"
 PLOT_NAME = "training.png"
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of a run's log (empty if there is none)."""
+    """All records of a run's log (empty if there is none).
+
+    A last line cut short by a crash (no newline, not valid JSON) is left
+    out: the run continues from its checkpoint and rewrites the log.
+
+    Raises
+    ------
+    BiounetError
+        A damaged line elsewhere, naming the file and the line.
+    """
     path = Path(run_dir) / LOG_NAME
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(errors="replace").split("\n")
+    except OSError as exc:
+        raise BiounetError(os_error_message(exc, path)) from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # torn last line
+                break
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise BiounetError(f"{path}: line {number} is not a metrics record; the log is damaged")
+        records.append(record)
+    return records
 
 
 def truncate_log(run_dir: str | Path, step: int) -> float:
@@ -38,7 +65,7 @@ def truncate_log(run_dir: str | Path, step: int) -> float:
         continues counting.
     """
     records = [r for r in read_log(run_dir) if r["step"] <= step]
-    with atomic_output(Path(run_dir) / LOG_NAME) as tmp:
+    with atomic_output(Path(run_dir) / LOG_NAME, overwrite=True) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return training_seconds(records)
 
@@ -62,6 +89,7 @@ def append_log(run_dir: str | Path, record: dict[str, Any]) -> None:
     """Add one record (one line, flushed)."""
     with open(Path(run_dir) / LOG_NAME, "a") as f:
         f.write(json.dumps(record) + "\n")
+        f.flush()
 
 
 def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
@@ -93,7 +121,7 @@ def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     path = Path(run_dir) / PLOT_NAME
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path

@@ -228,7 +228,7 @@ def _cached_classes_and_border(
             log.debug("%s: ignoring unreadable cache file (%s)", path, exc)
     classes, border = _classes_and_border(instances, config)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, classes=classes, border=border)
     return classes, border

@@ -51,6 +51,8 @@ def weight_map_figure(
     crop: tuple[slice, slice] | None = None,
     title: str = "",
     dpi: int = 80,
+    overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
 ) -> Path:
     """Write a four-panel figure like Fig. 3 of the paper.
 
@@ -71,6 +73,10 @@ def weight_map_figure(
         Show only this region (rows, columns).
     title : str
     dpi : int
+    overwrite : bool
+        Replace an existing `path`.
+    inputs : sequence of path
+        Files the figure must not replace (the command's inputs).
 
     Returns
     -------
@@ -104,9 +110,11 @@ def weight_map_figure(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -116,6 +124,8 @@ def augment_figure(
     *,
     title: str = "",
     dpi: int = 60,
+    overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
 ) -> Path:
     """Write a grid of augmented samples: image tile, target and weights per column.
 
@@ -130,6 +140,10 @@ def augment_figure(
         As returned by :func:`biounet.training.augment.random_tile`.
     title : str
     dpi : int
+    overwrite : bool
+        Replace an existing `path`.
+    inputs : sequence of path
+        Files the figure must not replace (the command's inputs).
 
     Returns
     -------
@@ -160,7 +174,9 @@ def augment_figure(
     fig.colorbar(shown, cax=cax)
     if title:
         fig.suptitle(title, fontsize=10)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return Path(path)

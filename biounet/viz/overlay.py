@@ -31,7 +31,12 @@ def _first_plane(path: Path, step: int) -> np.ndarray:
 
 
 def render_overlay(
-    image_path: str | Path, result_path: str | Path, png_path: str | Path, *, kind: str
+    image_path: str | Path,
+    result_path: str | Path,
+    png_path: str | Path,
+    *,
+    kind: str,
+    overwrite: bool = False,
 ) -> Path:
     """Write the first plane of an image with its result overlaid, as a PNG.
 
@@ -41,6 +46,8 @@ def render_overlay(
     result_path : path of the result TIFF (labels, mask or probabilities)
     png_path : destination
     kind : {'labels', 'mask', 'probabilities'}
+    overwrite : bool
+        Replace an existing `png_path` (never the image or the result).
 
     Returns
     -------
@@ -78,7 +85,9 @@ def render_overlay(
         ax.set_axis_off()
     if step > 1:
         fig.suptitle(f"every {step}th pixel shown", fontsize=9)
-    with atomic_output(png_path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    try:
+        with atomic_output(png_path, overwrite=overwrite, inputs=(image_path, result_path)) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return Path(png_path)

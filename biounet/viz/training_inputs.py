@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from biounet.errors import BiounetError
-from biounet.io.atomic import atomic_output, check_writable
+from biounet.io.atomic import atomic_output, check_writable, same_or_inside
 from biounet.network.normalize import Normalization, normalize
 from biounet.training.augment import AugmentConfig, random_tile
 from biounet.training.data import Foreground, LabelKind, load_labels, load_pairs
@@ -26,12 +26,12 @@ __all__ = ["write_weight_maps", "write_augment_grid"]
 log = logging.getLogger(__name__)
 
 
-def _check_figure_path(path: Path, overwrite: bool, dpi: int) -> Path:
+def _check_figure_path(path: Path, overwrite: bool, dpi: int, inputs: list[Path]) -> Path:
     if path.suffix.lower() != ".png":
         raise BiounetError(f"{path}: the figure must be a .png file")
     if not 20 <= dpi <= 600:
         raise BiounetError(f"--dpi {dpi}: choose between 20 and 600")
-    return check_writable(path, overwrite=overwrite)
+    return check_writable(path, overwrite=overwrite, inputs=inputs)
 
 
 def write_weight_maps(
@@ -79,11 +79,14 @@ def write_weight_maps(
         A one-line summary.
     """
     output = Path(output)
+    inputs = [Path(p) for p in (labels, image) if p is not None]
     if output.suffix.lower() not in (".tif", ".tiff"):
         raise BiounetError(f"{output}: the weight map is written as TIFF (.tif)")
-    check_writable(output, overwrite=overwrite)
+    check_writable(output, overwrite=overwrite, inputs=inputs)
     if figure is not None:
-        figure = _check_figure_path(Path(figure), overwrite, dpi)
+        figure = _check_figure_path(Path(figure), overwrite, dpi, inputs)
+        if same_or_inside(figure, output):
+            raise BiounetError(f"{figure}: is also the weight-map output; choose another name")
     if image is not None:
         samples = load_pairs(image, labels, label_kind=label_kind, foreground=foreground)
         names = [s.name for s in samples]
@@ -100,7 +103,7 @@ def write_weight_maps(
     stack = np.stack([t.weights for t in targets])
     import tifffile
 
-    with atomic_output(output, overwrite=overwrite) as tmp:
+    with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp:
         tifffile.imwrite(tmp, stack[0] if len(targets) == 1 else stack, photometric="minisblack")
     if figure is not None:
         from biounet.viz.figures import weight_map_figure
@@ -114,6 +117,8 @@ def write_weight_maps(
             image=samples[plane].image if image is not None else None,
             crop=crop,
             dpi=dpi,
+            overwrite=overwrite,
+            inputs=inputs,
             title=f"{names[plane]}: w0 = {config.w0:g}, sigma = {config.sigma:g} px, "
             f"w_c = ({chosen.class_weights[0]:.3f}, {chosen.class_weights[1]:.3f})",
         )
@@ -174,7 +179,8 @@ def write_augment_grid(
     str
         A one-line summary.
     """
-    figure = _check_figure_path(Path(figure), overwrite, dpi)
+    inputs = [Path(p) for p in (images, labels) if p is not None]
+    figure = _check_figure_path(Path(figure), overwrite, dpi, inputs)
     if not 1 <= n <= 32:
         raise BiounetError(f"--n {n}: choose between 1 and 32 samples")
     samples = load_pairs(images, labels, label_kind=label_kind, foreground=foreground)
@@ -214,6 +220,8 @@ def write_augment_grid(
         figure,
         tiles,
         dpi=dpi,
+        overwrite=overwrite,
+        inputs=inputs,
         title=f"{n} tiles {input_size} -> {output_size} from {len(samples)} image(s), "
         f"seed {seed}: " + (", ".join(parts) or "no augmentation"),
     )

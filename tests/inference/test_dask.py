@@ -95,7 +95,7 @@ def test_killed_worker_is_replaced_and_output_identical(client, setup, one_threa
         while not done.is_set():
             chunks = [
                 p
-                for p in folder.glob(".biounet-scratch-*/result.zarr/0/**/*")
+                for p in folder.glob(".scratch.biounet-tmp-*/result.zarr/0/**/*")
                 if p.is_file() and not p.name.startswith(".")
             ]
             if len(chunks) >= 6:

@@ -1,0 +1,305 @@
+"""Faults: a full disk, a read-only file system, SIGTERM and kill -9, two writers at once.
+
+Each test checks the exit status, the one line on stderr and what the
+folder holds afterwards: complete outputs or nothing, never a temporary.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from click.testing import CliRunner
+
+from biounet.cli import main
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.unet import UNet, UNetConfig
+from biounet.synthetic import touching_cells
+from biounet.training.config import DataConfig, TrainConfig, dump_config
+
+NO_SPACE = "no space left on device"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults")
+    torch.manual_seed(0)
+    save_checkpoint(root / "model.pt", UNet(UNetConfig(features=4, depth=3)))
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(root / "small.tif", rng.integers(0, 255, (64, 64)).astype(np.uint8))
+    tifffile.imwrite(root / "big.tif", rng.integers(0, 255, (1024, 1024)).astype(np.uint8))
+    pairs = [touching_cells((64, 64), n_cells=4, radius=(8, 12), rng=rng) for _ in range(3)]
+    images = np.stack([p[0] for p in pairs])
+    labels = np.stack([p[1] for p in pairs]).astype(np.uint16)
+    tifffile.imwrite(root / "cells.tif", images, photometric="minisblack")
+    tifffile.imwrite(root / "cells_labels.tif", labels, photometric="minisblack")
+    return root
+
+
+def train_config(files: Path, **changes) -> str:
+    cfg = TrainConfig(
+        model=UNetConfig(features=4, depth=2),
+        data=DataConfig(
+            images=str(files / "cells.tif"),
+            labels=str(files / "cells_labels.tif"),
+            label_kind="instance",
+            val_count=1,
+        ),
+        input_size=76,
+        iterations=3,
+        checkpoint_every=1,
+        val_every=1000,
+        log_every=1,
+        workers=0,
+    )
+    return dump_config(cfg.with_overrides(**changes))
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, ["-q", *map(str, args)])
+
+
+def _one_error_line(result, *parts):
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _predict(files: Path, out: Path, *extra):
+    return _cli(
+        "predict", files / "small.tif", "-o", out, "--model", files / "model.pt",
+        "--tile-size", "116", "--no-progress", *extra,
+    )  # fmt: skip
+
+
+# -- a full disk ---------------------------------------------------------------------------
+
+
+def test_full_disk_during_predict_is_one_line_and_leaves_nothing(files, tmp_path, monkeypatch):
+    import biounet.io.write as write
+
+    def full(path, tiles, layout, **kw):
+        Path(path).write_bytes(b"half a tiff")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(write, "write_tiff", full)
+    for kind in ("labels", "probabilities"):  # labels: also a scratch store
+        r = _predict(files, tmp_path / "o.tif", "--output", kind)
+        _one_error_line(r, f"{tmp_path / 'o.tif'}: {NO_SPACE}")
+        assert _names(tmp_path) == []
+
+
+def test_full_disk_during_training_keeps_the_last_checkpoint(files, tmp_path, monkeypatch):
+    import biounet.network.checkpoint as checkpoint
+
+    (tmp_path / "run.yaml").write_text(train_config(files))
+    saves = []
+    real_save = torch.save
+
+    def save(obj, fh):
+        saves.append(1)
+        if len(saves) == 2:
+            fh.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, fh)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    run = tmp_path / "run"
+    r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")
+    _one_error_line(r, NO_SPACE, "latest.pt holds step 1", f"--resume {run}")
+    assert load_checkpoint(run / "latest.pt")["train_state"]["step"] == 1
+    assert not [n for n in _names(run) if "biounet-tmp" in n]
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    r = _cli("train", "--resume", run, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(run / "latest.pt")["train_state"]["step"] == 3
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; the patched full-disk tests cover this")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_real_full_and_read_only_disk(files, small_disk):
+    big = files / "big.tif"  # float32 probabilities, 4 MiB uncompressed > 256 KiB
+    r = _cli(
+        "predict", big, "-o", small_disk / "p.tif", "--model", files / "model.pt",
+        "--output", "probabilities", "--compression", "none", "--no-progress",
+    )  # fmt: skip
+    _one_error_line(r, f"{small_disk / 'p.tif'}: {NO_SPACE}")
+    assert _names(small_disk) == []
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    _one_error_line(_predict(files, small_disk / "o.tif"), "is not writable")
+    r = _cli(
+        "train", "--images", files / "cells.tif", "--labels", files / "cells_labels.tif",
+        "--label-kind", "instance", "--out", small_disk / "run", "--no-progress",
+    )  # fmt: skip
+    _one_error_line(r, f"{small_disk / 'run'}: cannot create the folder")
+    assert _names(small_disk) == []
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+def _start(args, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "biounet", "-q", *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(proc, found, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not found() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    assert found()
+
+
+def _predict_big(files, out, cwd):
+    return _start(
+        ["predict", files / "big.tif", "-o", out, "--model", files / "model.pt",
+         "--tile-size", "116", "--no-progress"],
+        cwd,
+    )  # fmt: skip
+
+
+def _scratch(folder):
+    return lambda: any("biounet-tmp" in n for n in os.listdir(folder))
+
+
+def test_sigterm_ends_predict_with_one_line_and_no_debris(files, tmp_path):
+    proc = _predict_big(files, tmp_path / "o.tif", tmp_path)
+    _wait_for(proc, _scratch(tmp_path))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err.splitlines() == [
+        f"Error: {files / 'big.tif'}: interrupted; {tmp_path / 'o.tif'} was not written"
+    ]
+    assert _names(tmp_path) == []
+
+
+def test_kill_9_debris_is_swept_by_the_next_run(files, tmp_path):
+    proc = _predict_big(files, tmp_path / "o.tif", tmp_path)
+    _wait_for(proc, _scratch(tmp_path))
+    proc.kill()
+    proc.communicate(timeout=60)
+    left = _names(tmp_path)
+    assert left and all("biounet-tmp" in n for n in left)  # what kill -9 leaves
+    r = _predict(files, tmp_path / "o.tif")
+    assert r.exit_code == 0, r.output
+    assert _names(tmp_path) == ["o.tif"]  # the dead process's temporaries are gone
+
+
+def test_kill_9_during_training_then_resume_with_a_torn_log(files, tmp_path):
+    (tmp_path / "run.yaml").write_text(train_config(files, iterations=400))
+    run = tmp_path / "run"
+    proc = _start(
+        ["train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress"], tmp_path
+    )
+    _wait_for(proc, lambda: (run / "latest.pt").exists())
+    time.sleep(0.3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    step = load_checkpoint(run / "latest.pt")["train_state"]["step"]
+    with open(run / "metrics.jsonl", "a") as log:
+        log.write('{"step": 99999, "lo')  # a line cut by the crash
+    r = _cli("train", "--resume", run, "--iterations", step + 2, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(run / "latest.pt")["train_state"]["step"] == step + 2
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [eval(x)["step"] for x in lines if '"loss"' in x][-2:] == [step + 1, step + 2]
+    assert not [n for n in _names(run) if "biounet-tmp" in n]
+
+
+def test_failed_start_leaves_no_run_folder_and_overwrite_starts_clean(files, tmp_path):
+    (tmp_path / "run.yaml").write_text(
+        train_config(files, lr=1e30, iterations=2, checkpoint_every=100)
+    )
+    run = tmp_path / "run"
+    r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")
+    _one_error_line(r, "the loss is")
+    assert not run.exists()  # the corrected command can use the same --out
+    (tmp_path / "run.yaml").write_text(train_config(files, iterations=2))
+    assert (
+        _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress").exit_code
+        == 0
+    )
+    (run / "notes.txt").write_text("mine")
+    r = _cli(
+        "train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress", "--overwrite"
+    )
+    assert r.exit_code == 0, r.output
+    steps = [eval(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [
+        1,
+        2,
+        2,
+    ]  # a clean record (2: loss and validation), not the old one with the new appended
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+# -- two writers ---------------------------------------------------------------------------
+
+
+def test_two_concurrent_predictions_to_one_name(files, tmp_path):
+    procs = [
+        _start(
+            [
+                "predict",
+                files / "small.tif",
+                "-o",
+                tmp_path / "o.tif",
+                "--model",
+                files / "model.pt",
+                "--tile-size",
+                "116",
+                "--no-progress",
+            ],
+            tmp_path,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    results = sorted((p.wait(timeout=120), p.communicate()[1]) for p in procs)
+    assert [rc for rc, _ in results] == [0, 1], results
+    assert (
+        results[1][1].splitlines()
+        == [f"Error: {tmp_path / 'o.tif'}: already exists (use --overwrite to replace it)"]
+        or "another run wrote it meanwhile" in results[1][1]
+    )
+    assert _names(tmp_path) == ["o.tif"]
+    assert tifffile.imread(tmp_path / "o.tif").shape == (64, 64)
