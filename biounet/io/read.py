@@ -332,6 +332,44 @@ def stated_label_kind(path: str | Path) -> str | None:
     return LABEL_DESCRIPTIONS.get(str(text).strip().lower()) if text else None
 
 
+def detect_label_kind(
+    labels: np.ndarray, path: str | Path | None = None, label_kind: str = "auto"
+) -> str:
+    """Whether a label image holds a binary mask or instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of any shape
+        The whole label file (all planes).
+    path : path, optional
+        The file, whose metadata may state the kind
+        (:func:`stated_label_kind`).
+    label_kind : {'auto', 'binary', 'instance'}
+        A stated kind (a command-line flag) wins over everything.
+
+    Returns
+    -------
+    {'binary', 'instance'}
+        `label_kind` unless ``auto``; else the kind the file states; else
+        ``instance`` for more than two distinct values, ``binary`` otherwise.
+
+    Examples
+    --------
+    >>> detect_label_kind(np.array([[0, 255], [255, 0]])), detect_label_kind(np.array([0, 1, 2]))
+    ('binary', 'instance')
+    """
+    if label_kind in ("binary", "instance"):
+        return label_kind
+    if label_kind != "auto":
+        raise BiounetError(f"label kind must be one of auto, binary, instance, got {label_kind!r}")
+    stated = stated_label_kind(path) if path is not None else None
+    if stated is not None:
+        return stated
+    labels = np.asarray(labels)
+    values = np.unique(labels.astype(np.uint8) if labels.dtype == np.bool_ else labels)
+    return "instance" if values.size > 2 else "binary"
+
+
 def existing_image_file(path: str | Path) -> Path:
     """`path` as a Path, or a one-line error if it is missing or a folder."""
     path = Path(path)
