@@ -21,7 +21,10 @@ def _tiles(array):
     )
 
 
-def _write(path, array, kind, pixel_size=PixelSize(4.0, 4.0, None, "nm")):
+NM4 = PixelSize(4.0, 4.0, None, "nm")
+
+
+def _write(path, array, kind, pixel_size=NM4):
     layout = Layout((), "", H, W, 1, array.dtype, pixel_size, kind)
     write_tiles(path, _tiles(array), layout, (T, T), "zlib")
 
