@@ -127,8 +127,8 @@ channel(s), {cfg.n_classes} classes ({cfg.flavour} flavour).
 
 ## Inputs and outputs
 
-- input `raw`: float32 holding the grey values as stored (`{dtype}`), axes batch, channel, y, x; y and x of size
-  {smallest} + n * {shapes.size_step(cfg.depth)}.
+- input `raw`: float32 holding the grey values as stored (`{dtype}`), axes batch,
+  channel, y, x; y and x of size {smallest} + n * {shapes.size_step(cfg.depth)}.
   Preprocessing: `scale_linear` (the grey-value scaling the model was trained with).
 - output `probabilities`: class probabilities (softmax over the channel axis);
   y and x are the input's size {-2 * cfg.halo:+d} (the network crops {cfg.halo} px of context
