@@ -19,6 +19,7 @@ Needs the ``bioimageio`` extra (``pip install 'biounet[bioimageio]'``).
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -233,10 +234,15 @@ def export_bioimageio(
         np.save(tmp / "test_input.npy", image[None, None].astype(np.float32))
         np.save(tmp / "test_output.npy", prob)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
-        scripted = torch.jit.script(_Scriptable(model).eval())
-        if not torch.equal(scripted(x), model(x)):
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates TorchScript; bioimage.io's torchscript format still needs it
+            warnings.filterwarnings("ignore", ".*torch.jit", DeprecationWarning)
+            scripted = torch.jit.script(_Scriptable(model).eval())
+            with torch.no_grad():
+                same = torch.equal(scripted(x), model(x))
+            scripted.save(str(tmp / "weights_torchscript.pt"))
+        if not same:
             raise BiounetError("export-bioimageio: the TorchScript network differs from the model")
-        scripted.save(str(tmp / "weights_torchscript.pt"))
         _cover(image, prob[0, 1], model.normalization, tmp / "cover.png")
         (tmp / "README.md").write_text(_readme(model, size, out_size, dtype))
         raw, prob_id = bio.TensorId("raw"), bio.TensorId("probabilities")
