@@ -52,8 +52,11 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def synthetic_tiff(path: Path, size: int, seed: int = 0) -> None:
-    """A cell-like uint8 image written tile by tile (never whole in memory)."""
+def synthetic_tiff(path: Path, size: int, seed: int = 0, **imwrite) -> None:
+    """A cell-like uint8 image written tile by tile (never whole in memory).
+
+    `imwrite` goes to ``tifffile.imwrite`` (e.g. ``ome=True, metadata=...``).
+    """
     from scipy import ndimage as ndi
 
     rng = np.random.default_rng(seed)
@@ -72,6 +75,7 @@ def synthetic_tiff(path: Path, size: int, seed: int = 0) -> None:
         dtype=np.uint8,
         tile=(512, 512),
         bigtiff=size * size > 2**31,
+        **imwrite,
     )
 
 

@@ -29,8 +29,9 @@ FLAVOURS: tuple[str, ...] = ("paper", "release")
 #: Output formats of ``biounet predict`` and their suffixes.
 OUTPUT_FORMATS: dict[str, str] = {"tiff": ".tif", "zarr": ".zarr"}
 
-#: What a label image holds: binary masks (objects = 4-connected components) or instances.
-LABEL_KINDS: tuple[str, ...] = ("binary", "instance")
+#: What a label image holds: binary masks (objects = 4-connected components) or instances;
+#: ``auto``: what the file's metadata states, else instances if it has more than two values.
+LABEL_KINDS: tuple[str, ...] = ("auto", "binary", "instance")
 #: Which value of a binary mask marks objects (ISBI: high, 255 = cell).
 FOREGROUNDS: tuple[str, ...] = ("high", "low")
 

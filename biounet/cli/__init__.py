@@ -118,9 +118,17 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from biounet.cli import augment, evaluate, predict, summary, train, weight_map
+    from biounet.cli import (
+        augment,
+        evaluate,
+        export_bioimageio,
+        predict,
+        summary,
+        train,
+        weight_map,
+    )
 
-    for module in (summary, predict, train, weight_map, augment, evaluate):
+    for module in (summary, predict, train, weight_map, augment, evaluate, export_bioimageio):
         main.add_command(module.command)
 
 

@@ -24,7 +24,13 @@ from biounet.options import PADDINGS
     show_default=True,
     help="valid: output = input - 184 px (paper); same: output = input.",
 )
-@click.option("--label-kind", type=LABEL_KIND, default="binary", show_default=True)
+@click.option(
+    "--label-kind",
+    type=LABEL_KIND,
+    default="auto",
+    show_default=True,
+    help="auto: the kind the file states, else instances if it has more than two values.",
+)
 @click.option("--foreground", type=FOREGROUND, default="high", show_default=True)
 @click.option("--elastic/--no-elastic", default=True, show_default=True)
 @click.option("--elastic-sigma", type=float, default=10.0, show_default=True, help="px")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from biounet.evaluation.table import ISBI_METRICS, METRICS, metrics_help
+from biounet.evaluation.table import INSTANCE_METRICS, ISBI_METRICS, METRICS, metrics_help
 
 PREDICTION_KINDS = ("auto", "probabilities", "labels")
 
@@ -17,7 +17,8 @@ PREDICTION_KINDS = ("auto", "probabilities", "labels")
     default=None,
     metavar="LIST",
     help=f"Comma-separated, from {','.join(m.name for m in METRICS)} "
-    f"[default: {','.join(ISBI_METRICS)}]. " + metrics_help(),
+    f"[default: {','.join(ISBI_METRICS)} for a binary ground truth, "
+    f"{','.join(INSTANCE_METRICS)} for instance labels]. " + metrics_help(),
 )
 @click.option(
     "--json",
@@ -59,14 +60,16 @@ def command(
 
     The ground truth is a binary mask, cells > 0 (e.g. 255) and membranes 0,
     for the ISBI metrics (pixel error, Rand error, warping error, V_rand,
-    V_info); seg (the Cell Tracking Challenge SEG measure, --metrics seg)
-    takes instance labels. Every slice of a stack is scored in 2-D.
+    V_info), or instance labels (more than two values, or a file that states
+    it, such as the labels of biounet predict), which are scored by default
+    with seg (the Cell Tracking Challenge SEG measure) and ap (average
+    precision at IoU 0.5 to 0.9). Every slice of a stack is scored in 2-D.
 
     \b
     Example:
       biounet evaluate cells-prob.tif train-labels.tif --json scores.json
       biounet evaluate membrane-prob.tif train-labels.tif --invert
-      biounet evaluate labels.tif gt-instances.tif --metrics seg
+      biounet evaluate labels.tif gt-instances.tif
     """
     from biounet.evaluation.files import evaluate_files, format_table, parse_metrics
 

@@ -35,7 +35,8 @@ OUTPUT = OutputOptions()
     "--model",
     "model_path",
     type=click.Path(path_type=Path),
-    help="Checkpoint (.pt). Default: the bundled ISBI 2012 model.",
+    help="Checkpoint (.pt) or bioimage.io package exported by biounet (.zip, folder). "
+    "Default: the bundled ISBI 2012 model.",
 )
 @click.option(
     "--output",

@@ -46,7 +46,8 @@ from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 @click.option(
     "--label-kind",
     type=LABEL_KIND,
-    help="binary masks (objects = 4-connected components) or instance labels.",
+    help="binary masks (objects = 4-connected components) or instance labels; auto [default]: "
+    "the kind the file states, else instances if it has more than two values.",
 )
 @click.option(
     "--foreground",

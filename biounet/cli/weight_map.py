@@ -31,7 +31,13 @@ from biounet.errors import BiounetError
     show_default=True,
     help="Cut 1-px gaps between touching objects.",
 )
-@click.option("--label-kind", type=LABEL_KIND, default="binary", show_default=True)
+@click.option(
+    "--label-kind",
+    type=LABEL_KIND,
+    default="auto",
+    show_default=True,
+    help="auto: the kind the file states, else instances if it has more than two values.",
+)
 @click.option(
     "--foreground",
     type=FOREGROUND,

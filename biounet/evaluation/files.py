@@ -14,9 +14,16 @@ import numpy as np
 
 from biounet.errors import BiounetError
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.evaluation.table import ISBI_METRICS, METRIC_KEYS, METRICS, better, threshold_key
+from biounet.evaluation.table import (
+    INSTANCE_METRICS,
+    ISBI_METRICS,
+    METRIC_KEYS,
+    METRICS,
+    better,
+    threshold_key,
+)
 from biounet.io.atomic import atomic_output, check_writable
-from biounet.io.read import read_array
+from biounet.io.read import detect_label_kind, read_array
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
@@ -47,14 +54,15 @@ def _check_ground_truth(gt: np.ndarray, path: Path, metrics: list[str] | None) -
         )
     if values.size and values[0] < 0:
         raise BiounetError(f"{path}: ground truth has negative values ({values[0]:g})")
-    binary = values.size <= 1 or (values.size == 2 and values[0] == 0)
+    instance = detect_label_kind(gt, path) == "instance"
+    binary = not instance and (values.size <= 1 or (values.size == 2 and values[0] == 0))
     if metrics is None:
-        metrics = list(ISBI_METRICS)  # seg only on request: a grey image would pass as labels
+        metrics = list(INSTANCE_METRICS if instance else ISBI_METRICS)
     if not binary and any(m in ISBI_METRICS for m in metrics):
         shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if values.size > 4 else "")
         raise BiounetError(
             f"{path}: not a binary cell mask (values {shown}); the ISBI metrics need "
-            f"cells > 0 and membranes = 0 (use --metrics seg for instance labels)"
+            f"cells > 0 and membranes = 0 (leave out --metrics for instance labels: seg, ap)"
         )
     return metrics
 
@@ -102,11 +110,12 @@ def evaluate_files(
         (integer, 0 = boundary); 2-D or a (Z, Y, X) stack.
     ground_truth : path
         Binary cell mask (cells > 0, e.g. 255; membranes 0) for the ISBI
-        metrics, instance labels for ``seg``; same shape.
+        metrics, instance labels for ``seg`` and ``ap``; same shape.
     metrics : list of str, optional
         Names from :data:`biounet.evaluation.table.METRICS`. Default: the five ISBI
-        metrics, which need a binary ground truth; ``seg`` (instance labels)
-        only when asked for, since any grey image would pass as labels.
+        metrics for a binary ground truth; ``seg`` and ``ap`` for instance
+        labels (more than two values, or a file that states it holds
+        instance labels; see :func:`biounet.io.read.detect_label_kind`).
     kind : {"auto", "probabilities", "labels"}
         ``auto``: float = probability, integer = labels. ``probabilities`` with
         an integer file divides by the dtype's maximum (uint8 255 -> 1.0).
@@ -185,6 +194,9 @@ def format_table(result: dict) -> str:
                 )
             )
     lines = [f"{a:<25}{b:>10}{c:>11}  {d}" for a, b, c, d in rows]
+    if "ap_per_iou" in details:
+        per = ", ".join(f"{iou} {v:.4f}" for iou, v in details["ap_per_iou"].items())
+        lines.append(f"average precision at IoU {per}")
     if "warping_error" in result and "warping_splits" in details:
         level = result["threshold"]["warping_error"]
         key = "labels" if level is None else threshold_key(level)

@@ -237,6 +237,53 @@ def seg_measure(
     return MetricResult.from_sweep(values, lower_is_better=False)
 
 
+#: IoU thresholds of the ``ap`` metric (its value is the mean over these).
+AP_IOUS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def ap_measure(
+    prediction: np.ndarray,
+    ground_truth: np.ndarray,
+    *,
+    thresholds: Iterable[float] = THRESHOLDS,
+    kind: str = "auto",
+    iou_thresholds: Iterable[float] = AP_IOUS,
+) -> tuple[MetricResult, dict[str, float]]:
+    """Average precision, mean over IoU thresholds, swept for a probability map.
+
+    Objects are as for :func:`seg_measure`; at every probability threshold the
+    AP ``TP / (TP + FP + FN)`` of :func:`biounet.evaluation.matching.average_precision`
+    is computed at each IoU threshold and averaged.
+
+    Returns
+    -------
+    result : MetricResult
+        The mean AP over the IoU thresholds, per probability threshold.
+    per_iou : dict of str to float
+        The AP at each IoU threshold (``"0.5"``: ...) at the best probability
+        threshold (or for the labels).
+    """
+    from biounet.evaluation.matching import average_precision
+
+    proposal = Proposal.from_array(prediction, kind=kind)
+    ref = instance_ground_truth(ground_truth)
+    if ref.shape != proposal.shape:
+        raise ValueError(f"prediction {proposal.shape} and ground truth {ref.shape} differ")
+    ious = tuple(float(t) for t in iou_thresholds)
+    values, per = {}, {}
+    for level in proposal.levels(tuple(thresholds)):
+        stack = np.stack([proposal.segments(z, level) for z in range(ref.shape[0])])
+        ap = average_precision(stack, ref, iou_thresholds=ious)
+        values[level], per[level] = float(np.mean(list(ap.values()))), ap
+    result = MetricResult.from_sweep(values, lower_is_better=False)
+    best = (
+        None
+        if result.threshold is None
+        else next(k for k in values if round(float(k), 6) == result.threshold)
+    )
+    return result, {threshold_key(t): v for t, v in per[best].items()}
+
+
 def _entry(result: MetricResult) -> tuple[float, float | None, dict[str, float]]:
     per = {threshold_key(k): v for k, v in result.per_threshold.items()}
     return result.best, result.threshold, per
@@ -329,6 +376,10 @@ def evaluate_isbi(
             }
     if "seg" in metrics:
         results["seg"] = seg_measure(proposal.data, ground_truth, thresholds=thresholds)
+    if "ap" in metrics:
+        results["ap"], details["ap_per_iou"] = ap_measure(
+            proposal.data, ground_truth, thresholds=thresholds
+        )
     out: dict = {}
     for name in metrics:
         out[METRIC_KEYS[name]] = results[METRIC_KEYS[name]].best

@@ -42,11 +42,19 @@ METRICS: tuple[Metric, ...] = (
     Metric("vrand", "vrand", "higher", "V_rand after border thinning (new leaderboard)"),
     Metric("vinfo", "vinfo", "higher", "V_info after border thinning (new leaderboard)"),
     Metric("seg", "seg", "higher", "Cell Tracking Challenge SEG (instance labels)"),
+    Metric(
+        "ap",
+        "ap",
+        "higher",
+        "average precision TP/(TP+FP+FN), mean over IoU 0.5, 0.6, ..., 0.9 (instance labels)",
+    ),
 )
 #: name -> result key.
 METRIC_KEYS: dict[str, str] = {m.name: m.key for m in METRICS}
 #: The five ISBI 2012 metrics (the default of evaluate for binary ground truth).
 ISBI_METRICS: tuple[str, ...] = ("pixel", "rand", "warping", "vrand", "vinfo")
+#: The object measures (the default of evaluate for instance-label ground truth).
+INSTANCE_METRICS: tuple[str, ...] = ("seg", "ap")
 
 
 def better(key: str) -> str:

@@ -3,7 +3,7 @@
 The output is cut into blocks of whole tiles. Each Dask task opens the input
 (the path must be readable by the workers, e.g. on a shared file system),
 reads its block plus the halo, runs :func:`biounet.inference.predictor.predict_region`
-and writes the block into a chunked OME-Zarr store whose chunks are the
+and writes the block into a chunked zarr store whose chunks are the
 tiles, so no two tasks write the same chunk. Because block starts lie on the
 tile grid, the result equals the single-process result exactly. The model is
 broadcast to the workers once and cached there. Dask reschedules the tasks of
@@ -41,7 +41,7 @@ from biounet.inference.predictor import Predictor, predict_region
 from biounet.inference.tiling import TileSpec, tile_grid
 from biounet.io.atomic import atomic_output, scratch_folder
 from biounet.io.read import open_image
-from biounet.io.write import Layout, create_zarr, write_tiles, zarr_key
+from biounet.io.write import Layout, create_zarr, write_ome_zarr, write_tiles, zarr_key
 from biounet.network.checkpoint import checkpoint_dict
 from biounet.network.unet import UNet, model_from_checkpoint
 from biounet.options import OutputOptions, TileOptions
@@ -263,7 +263,7 @@ def predict_distributed(
     objects = None
     with scratch_folder(output_path) as scratch:
         with atomic_output(output_path, overwrite=overwrite, inputs=[input_path]) as tmp:
-            direct = output_path.suffix.lower() == ".zarr" and not labels
+            to_zarr = output_path.suffix.lower() == ".zarr"
             if labels:
                 import zarr
 
@@ -276,9 +276,8 @@ def predict_distributed(
                     shape=(planes, layout.height, layout.width),
                 )
             else:
-                store_path = tmp if direct else scratch / "result.zarr"
+                store_path = scratch / "result.zarr"
                 create_zarr(store_path, layout, chunks=spec.tile)
-                store_path = store_path / "0"
             job = _Job(
                 str(Path(input_path).resolve()),
                 axes,
@@ -317,7 +316,12 @@ def predict_distributed(
 
                 prob = zarr.open_array(str(store_path), mode="r")
                 objects = label_store(tmp, prob, layout, spec, output, scratch)
-            elif not direct:
+            elif to_zarr:
+                import zarr
+
+                array = zarr.open_array(str(store_path), mode="r")
+                write_ome_zarr(tmp, array, layout, chunks=spec.tile)
+            else:
                 _assemble_tiff(tmp, store_path, layout, spec, output.compression)
     n_tiles = len(tile_grid((layout.height, layout.width), spec)) * planes
     return PredictSummary(

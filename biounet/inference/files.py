@@ -248,7 +248,8 @@ def _write_labels(
         prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
         for plane, rows, cols, p in stream:
             prob[plane, rows, cols] = foreground_probability(p)
-        return label_store(tmp, prob, plane_layout(source, 1, np.uint32), spec, output, scratch)
+        layout = plane_layout(source, 1, np.uint32, "labels")
+        return label_store(tmp, prob, layout, spec, output, scratch)
 
 
 #: What ``predict`` accepts as input files (and finds in an input folder).

@@ -71,7 +71,7 @@ def encode(p: np.ndarray, options: OutputOptions) -> np.ndarray:
     return np.round(values * scale).astype(options.dtype)
 
 
-def plane_layout(source: ImageSource, channels: int, dtype: Any) -> Layout:
+def plane_layout(source: ImageSource, channels: int, dtype: Any, kind: str = "image") -> Layout:
     """Layout of an output with the planes, size and pixel size of `source`."""
     return Layout(
         source.plane_shape,
@@ -81,6 +81,7 @@ def plane_layout(source: ImageSource, channels: int, dtype: Any) -> Layout:
         channels,
         np.dtype(dtype),
         source.pixel_size,
+        kind,
     )
 
 
@@ -90,7 +91,8 @@ def output_layout(source: ImageSource, n_classes: int, output: OutputOptions) ->
     dtype = np.uint8 if output.kind == "mask" else np.dtype(output.dtype)
     if output.kind == "labels":
         dtype = np.dtype(np.uint32)  # narrowed to uint16 when the labels fit
-    return plane_layout(source, channels, dtype)
+    kind = "classes" if output.kind == "mask" and n_classes > 2 else output.kind
+    return plane_layout(source, channels, dtype, kind)
 
 
 def label_dtype(tables: list[np.ndarray]) -> type:

@@ -13,7 +13,6 @@ the image plane, ``C`` or ``S`` the channels, and every other axis (``Z``,
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,17 +275,79 @@ def require_finite(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+#: Length units: the symbols of OME-XML (and ImageJ's spellings) -> metres per unit.
+LENGTH_UNITS: dict[str, float] = {
+    "pm": 1e-12,
+    "Å": 1e-10,
+    "nm": 1e-9,
+    "µm": 1e-6,
+    "mm": 1e-3,
+    "cm": 1e-2,
+    "m": 1.0,
+}
+#: Other spellings of the same units (ImageJ writes "micron", "um" or an escaped µ).
+UNIT_ALIASES: dict[str, str] = {
+    "um": "µm",
+    "μm": "µm",  # Greek mu
+    "micron": "µm",
+    "microns": "µm",
+    "\\u00B5m": "µm",
+    "nanometer": "nm",
+    "A": "Å",
+    "angstrom": "Å",
+}
+
+
+def length_unit(text: str | None) -> str | None:
+    """The OME symbol of a length unit (``"um"`` -> ``"µm"``), or None if unknown.
+
+    Examples
+    --------
+    >>> length_unit("micron"), length_unit("nm"), length_unit("pixel")
+    ('µm', 'nm', None)
+    """
+    if not text:
+        return None
+    text = UNIT_ALIASES.get(text.strip(), text.strip())
+    return text if text in LENGTH_UNITS else None
+
+
+def ome_image(tif: Any) -> dict[str, Any]:
+    """The first ``Image`` element of a TIFF's OME-XML, parsed by tifffile (empty if none)."""
+    import tifffile
+
+    if not (tif.is_ome and tif.ome_metadata):
+        return {}
+    try:
+        image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+    except Exception:  # malformed XML: treat as absent, the pixels are still readable
+        return {}
+    if isinstance(image, list):
+        image = image[0] if image else {}
+    return image if isinstance(image, dict) else {}
+
+
+def _ome_pixel_size(tif: Any) -> PixelSize | None:
+    """Pixel size from the OME-XML's ``Pixels`` element (OME's default unit is µm)."""
+    pixels = ome_image(tif).get("Pixels", {})
+    found, units = {}, set()
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        if isinstance(value, (int, float)) and value > 0:
+            found[axis.lower()] = float(value)
+            units.add(length_unit(str(pixels.get(f"PhysicalSize{axis}Unit", "µm"))))
+    if not found:
+        return None
+    if len(units) != 1 or None in units:  # mixed or non-length units: keep the numbers only
+        return PixelSize(**found, unit="")
+    return PixelSize(**found, unit=units.pop())
+
+
 def _pixel_size(tif: Any) -> PixelSize:
     """Pixel size from OME metadata, ImageJ metadata or resolution tags."""
-    if tif.is_ome and tif.ome_metadata:
-        found = {}
-        for axis in "XYZ":
-            m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tif.ome_metadata)
-            if m:
-                found[axis.lower()] = float(m.group(1))
-        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-        if found:
-            return PixelSize(**found, unit=unit.group(1) if unit else "µm")
+    ome = _ome_pixel_size(tif)
+    if ome is not None:
+        return ome
     page = tif.pages[0]
     xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
     if xres is None or yres is None:
@@ -298,14 +359,76 @@ def _pixel_size(tif: Any) -> PixelSize:
 
     x, y = size(xres), size(yres)
     ij = tif.imagej_metadata or {}
-    unit = ij.get("unit", "")
-    if unit in ("micron", "um", "\\u00B5m", "µm"):
-        return PixelSize(x, y, ij.get("spacing"), "µm")
+    unit = length_unit(ij.get("unit"))
+    if unit is not None:
+        return PixelSize(x, y, ij.get("spacing"), unit)
     res_unit = page.tags.get("ResolutionUnit")
     scale = {2: 25400.0, 3: 10000.0}.get(int(res_unit.value) if res_unit else 1)
     if scale is None or x is None or y is None or (x == 1.0 and y == 1.0):
         return PixelSize()
     return PixelSize(x * scale, y * scale, ij.get("spacing"), "µm")
+
+
+#: What a label file says it holds (OME-XML ``Image/Description``, written by biounet).
+LABEL_DESCRIPTIONS: dict[str, str] = {"instance labels": "instance", "binary mask": "binary"}
+
+
+def stated_label_kind(path: str | Path) -> str | None:
+    """The label kind a file states in its metadata: ``'instance'``, ``'binary'`` or None.
+
+    A TIFF states it in its OME-XML image description (``"instance labels"``
+    or ``"binary mask"``, as ``biounet predict`` writes them); other files
+    and TIFFs without that description state nothing.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            text = ome_image(tif).get("Description")
+    except Exception:  # unreadable: the reader that follows names the problem
+        return None
+    return LABEL_DESCRIPTIONS.get(str(text).strip().lower()) if text else None
+
+
+def detect_label_kind(
+    labels: np.ndarray, path: str | Path | None = None, label_kind: str = "auto"
+) -> str:
+    """Whether a label image holds a binary mask or instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of any shape
+        The whole label file (all planes).
+    path : path, optional
+        The file, whose metadata may state the kind
+        (:func:`stated_label_kind`).
+    label_kind : {'auto', 'binary', 'instance'}
+        A stated kind (a command-line flag) wins over everything.
+
+    Returns
+    -------
+    {'binary', 'instance'}
+        `label_kind` unless ``auto``; else the kind the file states; else
+        ``instance`` for more than two distinct values, ``binary`` otherwise.
+
+    Examples
+    --------
+    >>> detect_label_kind(np.array([[0, 255], [255, 0]])), detect_label_kind(np.array([0, 1, 2]))
+    ('binary', 'instance')
+    """
+    if label_kind in ("binary", "instance"):
+        return label_kind
+    if label_kind != "auto":
+        raise BiounetError(f"label kind must be one of auto, binary, instance, got {label_kind!r}")
+    stated = stated_label_kind(path) if path is not None else None
+    if stated is not None:
+        return stated
+    labels = np.asarray(labels)
+    values = np.unique(labels.astype(np.uint8) if labels.dtype == np.bool_ else labels)
+    return "instance" if values.size > 2 else "binary"
 
 
 def existing_image_file(path: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Writing results tile by tile: tiled OME-TIFF (BigTIFF) and OME-Zarr.
+"""Writing results tile by tile: tiled OME-TIFF (BigTIFF) and multiscale OME-Zarr.
 
 Both writers take tiles as they come out of the network, so the whole
 result never has to be in memory. A TIFF is written sequentially, so tiles
@@ -10,6 +10,9 @@ predictor uses.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.io.read import PixelSize
+from biounet.io.read import LENGTH_UNITS, PixelSize
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
 
@@ -37,6 +40,10 @@ class Layout:
         Values per pixel (1 for masks and labels; K for K-class probabilities).
     dtype : numpy dtype
     pixel_size : PixelSize
+    kind : {'image', 'labels', 'mask', 'classes', 'probabilities'}
+        What the values are: chooses the pyramid's downsampling (nearest
+        neighbour except for probabilities and images) and the metadata that
+        states a label kind.
     """
 
     plane_shape: tuple[int, ...]
@@ -46,6 +53,7 @@ class Layout:
     channels: int
     dtype: np.dtype
     pixel_size: PixelSize = PixelSize()
+    kind: str = "image"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,8 +73,24 @@ def _ome_metadata(layout: Layout) -> dict[str, Any]:
     for axis, value in (("X", ps.x), ("Y", ps.y), ("Z", ps.z)):
         if value:
             meta[f"PhysicalSize{axis}"] = value
-            meta[f"PhysicalSize{axis}Unit"] = ps.unit
+            if ps.unit:
+                meta[f"PhysicalSize{axis}Unit"] = ps.unit
+    if layout.kind in KIND_DESCRIPTIONS:
+        meta["Description"] = KIND_DESCRIPTIONS[layout.kind]
     return meta
+
+
+#: The OME-XML image description of label outputs (read back by
+#: :func:`biounet.io.read.stated_label_kind`).
+KIND_DESCRIPTIONS: dict[str, str] = {"labels": "instance labels", "mask": "binary mask"}
+
+
+def _resolution(ps: PixelSize) -> tuple[float, float] | None:
+    """TIFF resolution tags (pixels per centimetre) for a pixel size in a length unit."""
+    metres = LENGTH_UNITS.get(ps.unit)
+    if not (ps.x and ps.y and metres):
+        return None
+    return 1e-2 / (ps.x * metres), 1e-2 / (ps.y * metres)
 
 
 def write_tiff(
@@ -93,10 +117,7 @@ def write_tiff(
     """
     import tifffile
 
-    ps = layout.pixel_size
-    resolution = None
-    if ps.x and ps.y and ps.unit == "µm":
-        resolution = (1e4 / ps.x, 1e4 / ps.y)  # pixels per centimetre
+    resolution = _resolution(layout.pixel_size)
     with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tw:
         tw.write(
             iter(tiles),
@@ -114,63 +135,146 @@ def write_tiff(
         )
 
 
+def _zarr_axes(layout: Layout) -> str:
+    """NGFF axis letters of the stored array: planes, [C,] Y, X."""
+    axes = layout.plane_axes.replace("Q", "Z").replace("I", "Z")
+    return axes + ("C" if layout.channels > 1 else "") + "YX"
+
+
+def zarr_shape(layout: Layout, chunks: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shape and chunks of the stored array: ``(*planes, [C,] Y, X)``, one plane per chunk."""
+    lead = tuple(layout.plane_shape)
+    ones = tuple(1 for _ in lead)
+    if layout.channels > 1:
+        return (*lead, layout.channels, layout.height, layout.width), (
+            *ones,
+            layout.channels,
+            *chunks,
+        )
+    return (*lead, layout.height, layout.width), (*ones, *chunks)
+
+
 def create_zarr(path: str | Path, layout: Layout, *, chunks: tuple[int, int]) -> Any:
-    """Create an OME-Zarr (v0.4, one resolution level) and return its array.
+    """Create the full-resolution array (a plain zarr array) that tiles are written into.
 
     The array has shape ``(*planes, [C,] Y, X)`` with the channel axis before
-    Y when there are several channels; write with numpy slicing, in any order.
+    Y when there are several channels; write with numpy slicing (see
+    :func:`zarr_key`), in any order, then turn it into an OME-Zarr with
+    :func:`write_ome_zarr`.
     """
     import zarr
 
-    axes = layout.plane_axes.replace("Q", "Z").replace("I", "Z")
-    shape: tuple[int, ...] = (*layout.plane_shape, layout.height, layout.width)
-    chunk: tuple[int, ...] = (*(1 for _ in layout.plane_shape), *chunks)
-    if layout.channels > 1:
-        axes += "C"
-        shape = (*layout.plane_shape, layout.channels, layout.height, layout.width)
-        chunk = (*(1 for _ in layout.plane_shape), layout.channels, *chunks)
-    axes += "YX"
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    array = group.create_array(
-        "0",
-        shape=shape,
-        chunks=chunk,
-        dtype=layout.dtype,
-        fill_value=0,
-        chunk_key_encoding={"name": "v2", "separator": "/"},
+    shape, chunk = zarr_shape(layout, chunks)
+    return zarr.open_array(
+        str(path), mode="w", shape=shape, chunks=chunk, dtype=layout.dtype, fill_value=0
     )
-    kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+#: NGFF names of the length units of :data:`biounet.io.read.LENGTH_UNITS`.
+NGFF_UNITS: dict[str, str] = {
+    "pm": "picometer",
+    "Å": "angstrom",
+    "nm": "nanometer",
+    "µm": "micrometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+}
+
+
+def pyramid_levels(height: int, width: int, chunks: tuple[int, int]) -> int:
+    """Resolution levels: halve until the image fits one chunk (at least 1 level).
+
+    Examples
+    --------
+    >>> pyramid_levels(16384, 16384, (512, 512)), pyramid_levels(600, 700, (128, 128))
+    (6, 4)
+    """
+    levels = 1
+    while height > chunks[0] or width > chunks[1]:
+        height, width, levels = (height + 1) // 2, (width + 1) // 2, levels + 1
+    return levels
+
+
+def write_ome_zarr(
+    path: str | Path, level0: Any, layout: Layout, *, chunks: tuple[int, int]
+) -> int:
+    """Write an OME-Zarr (NGFF 0.4) multiscale image from a full-resolution zarr array.
+
+    The pyramid is built and written by ome-zarr-py through Dask, chunk by
+    chunk, so memory stays bounded whatever the size. Y and X are halved per
+    level (planes and channels are kept): nearest neighbour for labels and
+    masks, the 2x2 mean for probabilities. The physical scale carries the
+    pixel size and its unit (``nanometer``, ``micrometer``, ...). Instance
+    labels also get NGFF ``image-label`` metadata, so viewers open them as
+    labels.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination folder (``*.zarr``).
+    level0 : zarr array
+        As made by :func:`create_zarr`, complete.
+    layout : Layout
+    chunks : (int, int)
+        Y/X chunk size of every level.
+
+    Returns
+    -------
+    int
+        The number of resolution levels written.
+    """
+    import dask
+    import dask.array as da
+    import zarr
+
+    with warnings.catch_warnings():
+        # ome-zarr 0.18 builds a deprecated Scaler as a default argument at import time
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.format import FormatV04
+        from ome_zarr.scale import Methods
+        from ome_zarr.writer import add_metadata, write_image
+
+    axes = _zarr_axes(layout).lower()
     ps = layout.pixel_size
-    sizes = {"X": ps.x, "Y": ps.y, "Z": ps.z}
-    scale = [float(sizes.get(a) or 1.0) for a in axes]
-    group.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": Path(path).stem,
-            "axes": [
-                {
-                    "name": a.lower(),
-                    "type": kinds.get(a, "space"),
-                    **(
-                        {"unit": "micrometer"}
-                        if a in "XYZ" and ps.unit == "µm" and sizes[a]
-                        else {}
-                    ),
-                }
-                for a in axes
-            ],
-            "datasets": [
-                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-            ],
-        }
-    ]
-    return array
+    unit = NGFF_UNITS.get(ps.unit)
+    sizes = {a: v for a, v in (("x", ps.x), ("y", ps.y), ("z", ps.z)) if v and a in axes}
+    levels = pyramid_levels(layout.height, layout.width, chunks)
+    mean = layout.kind in ("probabilities", "image")
+    _, chunk = zarr_shape(layout, chunks)
+    fmt = FormatV04()
+    group = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
+    with dask.config.set(scheduler="threads"):
+        write_image(
+            da.from_zarr(level0),
+            group,
+            scale_factors=[{"y": 2**k, "x": 2**k} for k in range(1, levels)],
+            method=Methods.LOCAL_MEAN if mean else Methods.NEAREST,
+            fmt=fmt,
+            axes=axes,
+            scale={a: float(sizes.get(a, 1.0)) for a in axes},
+            axes_units=dict.fromkeys(sizes, unit) if unit and sizes else None,
+            storage_options={"chunks": chunk},
+            name=Path(path).stem,
+        )
+    if layout.kind == "labels":
+        add_metadata(group, {"image-label": {"version": fmt.version}}, fmt=fmt)
+    return levels
 
 
 def zarr_axes(path: str | Path) -> str:
-    """Axis letters of an OME-Zarr written by :func:`create_zarr`."""
+    """Axis letters of an OME-Zarr written by :func:`write_ome_zarr`."""
     attrs = json.loads((Path(path) / ".zattrs").read_text())
     return "".join(a["name"].upper() for a in attrs["multiscales"][0]["axes"])
+
+
+def zarr_level(path: str | Path, level: int = 0) -> Any:
+    """One resolution level (0 = full) of an OME-Zarr written by :func:`write_ome_zarr`."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    return group[datasets[level]["path"]]
 
 
 def zarr_key(layout: Layout, plane: int, rows: slice, cols: slice) -> tuple:
@@ -200,12 +304,20 @@ def write_tiles(
         TIFF tile or Zarr chunk size.
     compression : {'none', 'zlib', 'zstd', 'lzw'}
         TIFF compression (OME-Zarr uses its default codec).
+
+    An OME-Zarr's full resolution is collected in a scratch array beside
+    `path`, then written with its pyramid by :func:`write_ome_zarr`.
     """
     if Path(path).suffix.lower() == ".zarr":
-        array = create_zarr(path, layout, chunks=tile)
-        for plane, rows, cols, data in tiles:
-            array[zarr_key(layout, plane, rows, cols)] = (
-                np.moveaxis(data, -1, 0) if layout.channels > 1 else data
-            )
+        scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=Path(path).parent))
+        try:
+            array = create_zarr(scratch / "level0.zarr", layout, chunks=tile)
+            for plane, rows, cols, data in tiles:
+                array[zarr_key(layout, plane, rows, cols)] = (
+                    np.moveaxis(data, -1, 0) if layout.channels > 1 else data
+                )
+            write_ome_zarr(path, array, layout, chunks=tile)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return
     write_tiff(path, (data for *_, data in tiles), layout, tile=tile, compression=compression)

@@ -63,8 +63,86 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     return Path(path)
 
 
+#: File names of a bioimage.io model description inside a package.
+BIOIMAGEIO_NAMES = ("bioimageio.yaml", "rdf.yaml")
+
+
+def _package_member(path: Path) -> tuple[str, Any] | None:
+    """(description name, opener of members) if `path` is a bioimage.io package, else None.
+
+    A package is a folder or a ``.zip`` holding ``bioimageio.yaml`` (or
+    ``rdf.yaml``), or that YAML file itself.
+    """
+    import zipfile
+
+    if path.is_file() and path.name.endswith((".yaml", ".yml")):
+        return path.name, lambda name: (path.parent / name).read_bytes()
+    if path.is_dir():
+        for name in BIOIMAGEIO_NAMES:
+            if (path / name).is_file():
+                return name, lambda member: (path / member).read_bytes()
+        return None
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+        for name in BIOIMAGEIO_NAMES:
+            if name in names:
+
+                def read(member: str) -> bytes:
+                    with zipfile.ZipFile(path) as zf:
+                        return zf.read(member)
+
+                return name, read
+    return None
+
+
+def load_bioimageio_package(path: Path, *, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint contents of a bioimage.io package exported by biounet.
+
+    Reads the description's ``config.biounet`` (architecture and
+    normalisation) and the ``pytorch_state_dict`` weights with
+    ``torch.load(weights_only=True)``; bioimageio.spec is not needed.
+
+    Raises
+    ------
+    BiounetError
+        A package that biounet did not export, or missing or unreadable weights.
+    """
+    import io
+
+    import yaml
+
+    found = _package_member(path)
+    if found is None:
+        raise BiounetError(f"{path}: not a bioimage.io package")
+    name, read = found
+    try:
+        rdf = yaml.safe_load(read(name))
+        own = rdf["config"]["biounet"]
+        source = rdf["weights"]["pytorch_state_dict"]["source"]
+    except (KeyError, TypeError, yaml.YAMLError, OSError):
+        raise BiounetError(
+            f"{path}: a bioimage.io package, but not one exported by biounet "
+            "(no config.biounet with pytorch_state_dict weights)"
+        ) from None
+    try:
+        state = torch.load(
+            io.BytesIO(read(str(source))), map_location=map_location, weights_only=True
+        )
+    except Exception as exc:  # a missing member or a damaged file
+        raise BiounetError(f"{path}: cannot read the weights {source} ({exc})") from None
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "biounet_version": own.get("biounet_version", "unknown"),
+        "model_config": own["model_config"],
+        "normalization": own["normalization"],
+        "model_state": state,
+    }
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
-    """Read and validate a checkpoint file.
+    """Read and validate a checkpoint file, or a bioimage.io package exported by biounet.
 
     Raises
     ------
@@ -73,6 +151,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         and tensors, or is not a biounet checkpoint of a known format.
     """
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() in (".zip", ".yaml", ".yml"):
+        if not path.exists():
+            raise BiounetError(f"{path}: no such file or folder")
+        return load_bioimageio_package(path, map_location=map_location)
     if not path.is_file():
         raise BiounetError(f"{path}: no such checkpoint file")
     try:

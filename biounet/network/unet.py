@@ -281,6 +281,21 @@ class UNet(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
 
 
+def unet_from_config(**config: Any) -> UNet:
+    """A :class:`UNet` built from the fields of :class:`UNetConfig` as keyword arguments.
+
+    The architecture callable of biounet's bioimage.io packages (plain
+    keyword arguments in the model description; the network returns the
+    class scores, the package's postprocessing applies the softmax).
+
+    Examples
+    --------
+    >>> unet_from_config(features=4, depth=2).config.features
+    4
+    """
+    return UNet(UNetConfig.from_dict(config))
+
+
 def parameter_count(config: UNetConfig) -> int:
     """Number of trainable parameters, counted without allocating the weights.
 
@@ -335,7 +350,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> U
 
 
 def load_model(path: str | Path | None = None, *, map_location: str | torch.device = "cpu") -> UNet:
-    """The model stored in a checkpoint file; without `path`, the bundled ISBI 2012 model.
+    """The model in a checkpoint or a bioimage.io package; without `path`, the bundled model.
+
+    `path` is a checkpoint file (``.pt``) or a bioimage.io package exported
+    by ``biounet export-bioimageio`` (a ``.zip``, its folder or its
+    ``bioimageio.yaml``); without it, the bundled ISBI 2012 model.
 
     Raises
     ------

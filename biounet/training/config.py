@@ -36,7 +36,8 @@ class DataConfig:
         Held-out validation pairs.
     val_count : int
         Without `val_images`: hold out the last `val_count` training pairs.
-    label_kind : {'binary', 'instance'}
+    label_kind : {'auto', 'binary', 'instance'}
+        ``auto``: per label file, its stated kind, else instances for more than two values.
     foreground : {'high', 'low'}
         Which value of a binary mask marks objects (ISBI: high, 255 = cell).
     """
@@ -46,7 +47,7 @@ class DataConfig:
     val_images: str | None = None
     val_labels: str | None = None
     val_count: int = 0
-    label_kind: str = "binary"
+    label_kind: str = "auto"
     foreground: str = "high"
 
 

@@ -40,11 +40,11 @@ from typing import Literal
 import numpy as np
 
 from biounet.errors import BiounetError
-from biounet.io.read import ARRAY_SUFFIXES, read_array, require_finite
+from biounet.io.read import ARRAY_SUFFIXES, detect_label_kind, read_array, require_finite
 
 __all__ = ["Sample", "load_pairs", "load_labels", "to_instances"]
 
-LabelKind = Literal["binary", "instance"]
+LabelKind = Literal["auto", "binary", "instance"]
 Foreground = Literal["high", "low"]
 
 IMAGE_SUFFIXES = ARRAY_SUFFIXES
@@ -77,7 +77,7 @@ class Sample:
 def to_instances(
     labels: np.ndarray,
     *,
-    label_kind: LabelKind = "binary",
+    label_kind: LabelKind = "auto",
     foreground: Foreground = "high",
     name: str = "labels",
 ) -> np.ndarray:
@@ -87,7 +87,9 @@ def to_instances(
     ----------
     labels : ndarray of shape (M, N)
         A binary mask or an instance label image.
-    label_kind : {'binary', 'instance'}
+    label_kind : {'auto', 'binary', 'instance'}
+        ``auto``: instances if there are more than two values (see
+        :func:`biounet.io.read.detect_label_kind`).
     foreground : {'high', 'low'}
         For binary masks: which of the two values are the objects.
     name : str
@@ -115,6 +117,8 @@ def to_instances(
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise BiounetError(f"{name}: labels must be one 2-D plane, got shape {labels.shape}")
+    if label_kind == "auto":
+        label_kind = detect_label_kind(labels)
     if label_kind == "binary":
         values = np.unique(labels)
         if values.size > 2:
@@ -147,7 +151,7 @@ def to_instances(
         if not labels.any():
             raise BiounetError(f"{name}: label image has no objects (all 0)")
         return labels.astype(np.int32)
-    raise BiounetError(f"label kind must be 'binary' or 'instance', got {label_kind!r}")
+    raise BiounetError(f"label kind must be one of auto, binary, instance, got {label_kind!r}")
 
 
 def _channels_first(image: np.ndarray, plane: tuple[int, int], name: str, label: str) -> np.ndarray:
@@ -240,8 +244,13 @@ def _resolve(images: str | Path, labels: str | Path | None) -> tuple[Path, Path]
     return images, labels
 
 
-def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray, str, str]]:
-    """Yield (image plane, label plane, image name, label name) without checking values."""
+def _pairs(
+    images: Path, labels: Path, label_kind: LabelKind
+) -> Iterator[tuple[np.ndarray, np.ndarray, str, str, str]]:
+    """Yield (image plane, label plane, image name, label name, kind); values unchecked.
+
+    The kind (binary or instance) is decided once per label file.
+    """
     if images.is_dir():
         for image_path, label_path in _folder_pairs(images, labels):
             label = read_array(label_path)
@@ -249,17 +258,19 @@ def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray,
                 raise BiounetError(
                     f"{label_path}: a label image must be one 2-D plane, got shape {label.shape}"
                 )
+            kind = detect_label_kind(label, label_path, label_kind)
             image = require_finite(read_array(image_path), str(image_path))
-            yield image, label, image_path.name, str(label_path)
+            yield image, label, image_path.name, str(label_path), kind
         return
     image_stack, label_stack = read_array(images), read_array(labels)
     require_finite(image_stack, str(images))
     label_planes = _planes(label_stack, str(labels))
+    kind = detect_label_kind(label_stack, labels, label_kind)
     if len(label_planes) == 1:
         plane = label_planes[0].shape
         if image_stack.ndim == 3 and image_stack.shape[1:] == plane and image_stack.shape[0] > 4:
             raise BiounetError(f"{images}: {image_stack.shape[0]} images but {labels} has 1 label")
-        yield image_stack, label_planes[0], images.name, str(labels)
+        yield image_stack, label_planes[0], images.name, str(labels), kind
         return
     plane = label_planes[0].shape
     if image_stack.ndim == 3 and image_stack.shape[1:] == plane:
@@ -278,14 +289,14 @@ def _pairs(images: Path, labels: Path) -> Iterator[tuple[np.ndarray, np.ndarray,
             f"{images}: {len(image_planes)} images but {labels} has {len(label_planes)} labels"
         )
     for z, (img, lab) in enumerate(zip(image_planes, label_planes, strict=True)):
-        yield img, lab, f"{images.name}[{z}]", f"{labels}[{z}]"
+        yield img, lab, f"{images.name}[{z}]", f"{labels}[{z}]", kind
 
 
 def load_pairs(
     images: str | Path,
     labels: str | Path | None = None,
     *,
-    label_kind: LabelKind = "binary",
+    label_kind: LabelKind = "auto",
     foreground: Foreground = "high",
 ) -> list[Sample]:
     """Read and check all image/label pairs of a training set.
@@ -297,9 +308,11 @@ def load_pairs(
     labels : path, optional
         The matching labels: a stack, a single image or a folder. Leave out
         for the Cell Tracking Challenge layout (``01`` -> ``01_GT/SEG``).
-    label_kind : {'binary', 'instance'}
+    label_kind : {'auto', 'binary', 'instance'}
         ``binary``: masks, objects = 4-connected foreground components.
-        ``instance``: 0 = background, 1..N objects.
+        ``instance``: 0 = background, 1..N objects. ``auto``: per label
+        file, the kind its metadata states, else instances if it has more
+        than two values (:func:`biounet.io.read.detect_label_kind`).
     foreground : {'high', 'low'}
         For binary masks: whether the higher (ISBI: 255 = cell) or the lower
         value marks the objects.
@@ -315,23 +328,21 @@ def load_pairs(
         One line naming the file and the problem; nothing is returned
         unless every pair is valid.
     """
-    if label_kind not in ("binary", "instance"):
-        raise BiounetError(f"label kind must be 'binary' or 'instance', got {label_kind!r}")
+    if label_kind not in ("auto", "binary", "instance"):
+        raise BiounetError(f"label kind must be one of auto, binary, instance, got {label_kind!r}")
     if foreground not in ("high", "low"):
         raise BiounetError(f"foreground must be 'high' or 'low', got {foreground!r}")
     image_path, label_path = _resolve(images, labels)
     samples = []
-    for image, label, image_name, label_name in _pairs(image_path, label_path):
+    for image, label, image_name, label_name, kind in _pairs(image_path, label_path, label_kind):
         image = _channels_first(image, label.shape, image_name, label_name)
-        instances = to_instances(
-            label, label_kind=label_kind, foreground=foreground, name=label_name
-        )
+        instances = to_instances(label, label_kind=kind, foreground=foreground, name=label_name)
         samples.append(Sample(image, instances, image_name))
     return samples
 
 
 def load_labels(
-    labels: str | Path, *, label_kind: LabelKind = "binary", foreground: Foreground = "high"
+    labels: str | Path, *, label_kind: LabelKind = "auto", foreground: Foreground = "high"
 ) -> list[tuple[str, np.ndarray]]:
     """Read a label image or stack (without images) as ``(name, instances)`` per plane.
 
@@ -347,10 +358,12 @@ def load_labels(
         files = [path]
     out = []
     for file in files:
-        planes = _planes(read_array(file), str(file))
+        array = read_array(file)
+        kind = detect_label_kind(array, file, label_kind)
+        planes = _planes(array, str(file))
         for z, plane in enumerate(planes):
             name = f"{file}[{z}]" if len(planes) > 1 else str(file)
             out.append(
-                (name, to_instances(plane, label_kind=label_kind, foreground=foreground, name=name))
+                (name, to_instances(plane, label_kind=kind, foreground=foreground, name=name))
             )
     return out

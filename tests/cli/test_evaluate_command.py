@@ -93,8 +93,13 @@ def test_label_images_are_scored_as_they_are(files, tmp_path):
     instances = ndi.label(gt > 0, in_plane)[0]
     inst = tmp_path / "instances.tif"
     tifffile.imwrite(inst, instances.astype(np.uint16))
-    r = run(inst, inst)  # instance ground truth: the ISBI metrics refuse it
-    assert r.exit_code == 1 and "use --metrics seg for instance labels" in r.output
+    r = run(inst, inst)  # instance ground truth: SEG and AP by default
+    assert r.exit_code == 0, r.output
+    rows = {x.split()[0]: x.split()[1:] for x in r.output.splitlines()}
+    assert rows["seg"][0] == rows["ap"][0] == "1.0000000" and "pixel_error" not in rows
+    assert "average precision at IoU 0.5 1.0000, 0.6 1.0000" in r.output
+    r = run(inst, inst, "--metrics", "pixel")  # the ISBI metrics refuse instance labels
+    assert r.exit_code == 1 and "leave out --metrics for instance labels" in r.output
     r = run(inst, inst, "--metrics", "seg")
     assert r.exit_code == 0 and "seg" in r.output and "pixel_error" not in r.output
     as_float = tmp_path / "float-labels.tif"

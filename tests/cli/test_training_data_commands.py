@@ -59,11 +59,35 @@ def test_weight_map_options(cells):
     assert set(np.unique(maps).tolist()) == {0.5, 2.0}
 
 
+def test_weight_map_detects_instance_labels(cells, tmp_path):
+    folder, labels = cells
+    stated = run(
+        "weight-map", folder / "lab.tif", "-o", folder / "i.tif", "--label-kind", "instance"
+    )
+    detected = run("weight-map", folder / "lab.tif", "-o", folder / "a.tif")  # > 2 values
+    assert stated.exit_code == 0 and detected.exit_code == 0, detected.output
+    np.testing.assert_array_equal(
+        tifffile.imread(folder / "a.tif"), tifffile.imread(folder / "i.tif")
+    )
+    # two values, but the file states instance labels (as biounet predict writes them):
+    # one object in two parts stays one instance, where a binary mask gives two
+    one = np.zeros((64, 72), np.uint16)
+    one[10:30, 10:20] = one[10:30, 22:30] = 5
+    meta = {"Description": "instance labels"}
+    tifffile.imwrite(tmp_path / "one.ome.tif", one, ome=True, metadata=meta)
+    tifffile.imwrite(tmp_path / "plain.tif", one)
+    from biounet.training.data import load_labels
+
+    assert load_labels(tmp_path / "one.ome.tif")[0][1].max() == 5  # the stated instance id
+    assert load_labels(tmp_path / "plain.tif")[0][1].max() == 2  # binary: two components
+
+
 def test_weight_map_bad_input(cells):
     folder, labels = cells
     out = folder / "w.tif"
-    # instance labels read as a binary mask: more than two values
-    assert_one_line_error(run("weight-map", folder / "lab.tif", "-o", out), "at most 2 values")
+    # instance labels read as a binary mask (the flag overrides detection): more than two values
+    result = run("weight-map", folder / "lab.tif", "-o", out, "--label-kind", "binary")
+    assert_one_line_error(result, "at most 2 values")
     assert not out.exists()
     assert_one_line_error(run("weight-map", folder / "nope.tif", "-o", out), "nope.tif: no such")
     (folder / "bad.tif").write_text("not an image")

@@ -12,6 +12,7 @@ import torch
 
 from biounet.inference import dask as distributed
 from biounet.inference.files import segment_file
+from biounet.io.write import zarr_level
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import OutputOptions, TileOptions
@@ -71,10 +72,8 @@ def test_equals_single_process(client, setup, one_thread, kind, ext, monkeypatch
     if ext == ".tif":
         x, y = tifffile.imread(folder / f"seq{ext}"), tifffile.imread(folder / f"dist{ext}")
     else:
-        import zarr
-
-        x = zarr.open_group(str(folder / f"seq{ext}"), mode="r")["0"][:]
-        y = zarr.open_group(str(folder / f"dist{ext}"), mode="r")["0"][:]
+        x = zarr_level(folder / f"seq{ext}")[:]
+        y = zarr_level(folder / f"dist{ext}")[:]
     assert x.shape == (2, 150, 170)
     assert np.array_equal(x, y)
 
@@ -95,8 +94,8 @@ def test_killed_worker_is_replaced_and_output_identical(client, setup, one_threa
         while not done.is_set():
             chunks = [
                 p
-                for p in folder.glob(".scratch.biounet-tmp-*/result.zarr/0/**/*")
-                if p.is_file() and not p.name.startswith(".")
+                for p in folder.glob(".scratch.biounet-tmp-*/result.zarr/**/*")
+                if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json"
             ]
             if len(chunks) >= 6:
                 os.kill(victim, signal.SIGKILL)

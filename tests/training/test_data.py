@@ -74,13 +74,17 @@ def test_binary_mask_with_three_values(tmp_path, stacks):
     labels = labels.copy()
     labels[2, 0, 0] = 128
     bad = write(tmp_path / "three.tif", labels)
-    with pytest.raises(BiounetError) as err:
-        load_pairs(images, bad)
+    with pytest.raises(BiounetError) as err:  # stated binary: refused
+        load_pairs(images, bad, label_kind="binary")
     message = str(err.value)
     assert message.startswith(
         f"{bad}[2]: a binary mask has at most 2 values, found 3 (0, 128, 255)"
     )
     assert "\n" not in message
+    # detected (the default): more than two values in the file are instance ids
+    samples = load_pairs(images, bad)
+    assert [int(s.instances.max()) for s in samples] == [255] * len(samples)
+    assert samples[2].instances[0, 0] == 128
 
 
 def test_stack_count_and_shape_mismatch(tmp_path, stacks):

@@ -1,0 +1,117 @@
+"""OME-Zarr output: pyramid, units, label metadata; OME-TIFF units and stated label kinds."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from biounet.io.read import PixelSize, open_image, stated_label_kind
+from biounet.io.write import Layout, pyramid_levels, write_tiles, zarr_axes, zarr_level
+
+H, W, T = 600, 700, 128
+
+
+def _tiles(array):
+    return (
+        (0, slice(y, min(y + T, H)), slice(x, min(x + T, W)), array[y : y + T, x : x + T])
+        for y in range(0, H, T)
+        for x in range(0, W, T)
+    )
+
+
+NM4 = PixelSize(4.0, 4.0, None, "nm")
+
+
+def _write(path, array, kind, pixel_size=NM4):
+    layout = Layout((), "", H, W, 1, array.dtype, pixel_size, kind)
+    write_tiles(path, _tiles(array), layout, (T, T), "zlib")
+
+
+def _reader_nodes(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # ome-zarr's import-time Scaler
+        from ome_zarr.io import parse_url
+        from ome_zarr.reader import Reader
+
+    return list(Reader(parse_url(str(path)))())
+
+
+def test_label_pyramid_nearest_with_units_and_label_metadata(tmp_path, rng):
+    labels = rng.integers(0, 1000, (H, W)).astype(np.uint16)
+    _write(tmp_path / "l.zarr", labels, "labels")
+    assert pyramid_levels(H, W, (T, T)) == 4
+    levels = [zarr_level(tmp_path / "l.zarr", k)[:] for k in range(4)]
+    assert [a.shape for a in levels] == [(600, 700), (300, 350), (150, 175), (75, 87)]
+    assert all(a.dtype == np.uint16 for a in levels)
+    assert np.array_equal(levels[0], labels)
+    # nearest neighbour: one pixel of each 2x2 block, no new values
+    assert np.array_equal(levels[1], labels[1::2, 1::2])
+    assert np.array_equal(levels[2], levels[1][1::2, 1::2])
+    assert np.isin(levels[3], labels).all()
+    assert zarr_axes(tmp_path / "l.zarr") == "YX"
+    attrs = zarr.open_group(str(tmp_path / "l.zarr"), mode="r").attrs
+    assert "image-label" in attrs
+    ms = attrs["multiscales"][0]
+    assert [a.get("unit") for a in ms["axes"]] == ["nanometer", "nanometer"]
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales[:3] == [[4.0, 4.0], [8.0, 8.0], [16.0, 16.0]]
+    # the ome-zarr reader sees a label image with four levels in nanometres
+    (node,) = [n for n in _reader_nodes(tmp_path / "l.zarr") if n.data]
+    assert [type(s).__name__ for s in node.specs][0] == "Label"
+    assert len(node.data) == 4 and node.metadata["axes"][0]["unit"] == "nanometer"
+
+
+def test_probability_pyramid_is_the_2x2_mean(tmp_path, rng):
+    prob = rng.random((H, W)).astype(np.float32)
+    _write(tmp_path / "p.zarr", prob, "probabilities", PixelSize(0.5, 0.5, None, "µm"))
+    one = zarr_level(tmp_path / "p.zarr", 1)[:]
+    expected = prob.reshape(H // 2, 2, W // 2, 2).astype(np.float64).mean(axis=(1, 3))
+    np.testing.assert_allclose(one, expected, rtol=0, atol=1e-6)
+    attrs = zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs
+    assert "image-label" not in attrs
+    assert attrs["multiscales"][0]["axes"][0]["unit"] == "micrometer"
+
+
+def test_small_image_has_one_level_and_no_unit_without_pixel_size(tmp_path, rng):
+    small = rng.random((100, 90)).astype(np.float32)
+    layout = Layout((), "", 100, 90, 1, small.dtype, PixelSize(), "probabilities")
+    write_tiles(
+        tmp_path / "s.zarr", iter([(0, slice(0, 100), slice(0, 90), small)]), layout, (T, T), "zlib"
+    )
+    ms = zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs["multiscales"][0]
+    assert len(ms["datasets"]) == 1 and "unit" not in ms["axes"][0]
+    assert np.array_equal(zarr_level(tmp_path / "s.zarr")[:], small)
+    assert not list(tmp_path.glob(".biounet-scratch-*"))  # the scratch level is removed
+
+
+@pytest.mark.parametrize("unit", ["nm", "µm"])
+def test_ome_tiff_unit_round_trip_and_stated_kind(tmp_path, rng, unit):
+    labels = rng.integers(0, 9, (H, W)).astype(np.uint16)
+    layout = Layout((), "", H, W, 1, labels.dtype, PixelSize(4.0, 4.0, None, unit), "labels")
+    write_tiles(tmp_path / "l.tif", _tiles(labels), layout, (T, T), "zlib")
+    with open_image(tmp_path / "l.tif") as src:
+        assert src.pixel_size == PixelSize(4.0, 4.0, None, unit)
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        num, den = tif.pages[0].tags["XResolution"].value
+        metres = {"nm": 1e-9, "µm": 1e-6}[unit]
+        assert num / den == pytest.approx(1e-2 / (4.0 * metres), rel=1e-6)  # pixels per cm
+    assert stated_label_kind(tmp_path / "l.tif") == "instance"
+    mask = Layout((), "", H, W, 1, np.dtype(np.uint8), PixelSize(), "mask")
+    write_tiles(tmp_path / "m.tif", _tiles(labels.astype(np.uint8)), mask, (T, T), "zlib")
+    assert stated_label_kind(tmp_path / "m.tif") == "binary"
+    tifffile.imwrite(tmp_path / "plain.tif", labels)
+    assert stated_label_kind(tmp_path / "plain.tif") is None
+
+
+def test_ome_pixel_size_default_unit_and_imagej_nanometres(tmp_path):
+    data = np.zeros((20, 30), np.uint8)
+    tifffile.imwrite(tmp_path / "a.ome.tif", data, ome=True, metadata={"PhysicalSizeX": 0.3})
+    with open_image(tmp_path / "a.ome.tif") as src:
+        assert src.pixel_size == PixelSize(0.3, None, None, "µm")  # OME's default unit
+    tifffile.imwrite(
+        tmp_path / "ij.tif", data, imagej=True, metadata={"unit": "nm"}, resolution=(0.25, 0.25)
+    )
+    with open_image(tmp_path / "ij.tif") as src:
+        assert src.pixel_size == PixelSize(4.0, 4.0, None, "nm")

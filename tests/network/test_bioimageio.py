@@ -1,0 +1,119 @@
+"""bioimage.io packages: export, `bioimageio test`, and reading them back with load_model."""
+
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from click.testing import CliRunner
+
+from biounet import BiounetError
+from biounet.cli import main
+from biounet.inference.predictor import predict
+from biounet.network.bioimageio import export_bioimageio, sample_image
+from biounet.network.checkpoint import save_checkpoint
+from biounet.network.normalize import Normalization
+from biounet.network.unet import UNet, UNetConfig, load_model
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(features=4), Normalization("fixed", 10.0, 250.0)).eval()
+    folder = tmp_path_factory.mktemp("bio")
+    save_checkpoint(folder / "m.pt", model)
+    r = CliRunner().invoke(
+        main, ["export-bioimageio", "--model", str(folder / "m.pt"), "-o", str(folder / "m.zip")]
+    )
+    assert r.exit_code == 0, r.output
+    return model, folder
+
+
+def _rdf(path):
+    with zipfile.ZipFile(path) as zf:
+        return yaml.safe_load(
+            zf.read("rdf.yaml" if "rdf.yaml" in zf.namelist() else "bioimageio.yaml")
+        )
+
+
+def test_description_states_sizes_processing_and_citation(package):
+    model, folder = package
+    rdf = _rdf(folder / "m.zip")
+    assert rdf["format_version"].startswith("0.5")
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    y = next(a for a in inp["axes"] if a.get("id") == "y")
+    assert y["size"] == {"min": 188, "step": 16}
+    oy = next(a for a in out["axes"] if a.get("id") == "y")
+    assert oy["size"]["offset"] == -184 and oy["size"]["tensor_id"] == "raw"
+    scale = next(p for p in inp["preprocessing"] if p["id"] == "scale_linear")["kwargs"]
+    assert scale["gain"] == pytest.approx(1 / 240) and scale["offset"] == pytest.approx(-10 / 240)
+    assert out["postprocessing"][0]["id"] == "softmax"
+    arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    assert (arch["import_from"], arch["callable"]) == ("biounet.network.unet", "unet_from_config")
+    assert rdf["weights"]["torchscript"]["parent"] == "pytorch_state_dict"
+    assert rdf["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"
+    assert rdf["license"] == "BSD-3-Clause" and rdf["covers"] and rdf["documentation"]
+
+
+def test_test_tensors_are_the_models_probabilities(package):
+    model, folder = package
+    rdf = _rdf(folder / "m.zip")
+    with zipfile.ZipFile(folder / "m.zip") as zf:
+        x = np.load(zf.open(rdf["inputs"][0]["test_tensor"]["source"]))
+        y = np.load(zf.open(rdf["outputs"][0]["test_tensor"]["source"]))
+    assert x.shape == (1, 1, 316, 316) and y.shape == (1, 2, 132, 132)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy((x - 10.0) / 240.0)), dim=1).numpy()
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+
+
+def test_load_model_reads_the_package(package, tmp_path):
+    model, folder = package
+    for path in (folder / "m.zip",):
+        loaded = load_model(path)
+        assert loaded.config == model.config and loaded.normalization == model.normalization
+        for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    image = sample_image()[:200, :220]
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    r = CliRunner().invoke(
+        main,
+        ["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / "p.tif"), "--model",
+         str(folder / "m.zip"), "--output", "probabilities", "--device", "cpu"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(
+        tifffile.imread(tmp_path / "p.tif"), predict(image, model)[0, 1], atol=1e-6
+    )
+
+
+def test_bad_packages_are_one_line_errors(tmp_path):
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("rdf.yaml", "type: model\nname: not ours\n")
+    with pytest.raises(BiounetError, match="not one exported by biounet"):
+        load_model(tmp_path / "other.zip")
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(BiounetError, match="not a bioimage.io package"):
+        load_model(tmp_path / "plain.zip")
+    with pytest.raises(BiounetError, match="no such file"):
+        load_model(tmp_path / "missing.zip")
+    model = UNet(UNetConfig(features=4))
+    with pytest.raises(BiounetError, match="need a 2-D image of at least 316x316"):
+        export_bioimageio(model, tmp_path / "x.zip", sample=np.zeros((100, 100), np.uint8))
+
+
+def test_bioimageio_test_passes(package):
+    """What `bioimageio test m.zip` runs: reproduce the test outputs with both weight formats."""
+    from bioimageio.core import test_model
+
+    _, folder = package
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates torch.jit.load, which bioimageio.core uses for torchscript
+        warnings.filterwarnings("ignore", ".*torch.jit", DeprecationWarning)
+        summary = test_model(folder / "m.zip")
+    failed = [d.name for d in summary.details if d.status == "failed"]
+    assert summary.status == "passed", failed
