@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import click
 
 from biounet import __version__
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, Terminated
 from biounet.io.atomic import os_error_message
 
 
@@ -49,7 +49,7 @@ def sigterm_interrupts() -> Iterator[None]:
     """
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

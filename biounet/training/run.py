@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, Terminated
 from biounet.io.atomic import WriteError, atomic_output, os_error_message
 from biounet.network.checkpoint import load_checkpoint
 from biounet.training import ddp
@@ -199,7 +199,7 @@ def stop_on_sigterm() -> Iterator[None]:
         # (A no-op, not SIG_DFL: a SIGCHLD already pending would print a warning.)
         if hasattr(signal, "SIGCHLD"):
             signal.signal(signal.SIGCHLD, lambda *_: None)
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
