@@ -41,7 +41,7 @@ class WeightMapWidget(Container):
         self._viewer = viewer
         self.worker: Any = None
         defaults = WeightMapConfig()
-        self.labels = ComboBox(label="labels", choices=self._label_layers, nullable=True)
+        self.labels_layer = ComboBox(label="labels", choices=self._label_layers, nullable=True)
         self.label_kind = ComboBox(
             label="label kind",
             choices=[k for k in ("instance", "binary") if k in LABEL_KINDS],
@@ -62,7 +62,7 @@ class WeightMapWidget(Container):
         self.status = Label(value="")
         super().__init__(
             widgets=[
-                self.labels,
+                self.labels_layer,
                 self.label_kind,
                 self.foreground,
                 self.w0,
@@ -93,8 +93,8 @@ class WeightMapWidget(Container):
     def _follow_selection(self, _event: Any = None) -> None:
         active = self._viewer.layers.selection.active
         if isinstance(active, napari.layers.Labels) and self.worker is None:
-            self.labels.reset_choices()
-            self.labels.value = active
+            self.labels_layer.reset_choices()
+            self.labels_layer.value = active
 
     def _show_foreground(self, kind: str) -> None:
         self.foreground.visible = kind == "binary"
@@ -107,7 +107,7 @@ class WeightMapWidget(Container):
         ValueError
             If no labels layer is chosen.
         """
-        layer = self.labels.value
+        layer = self.labels_layer.value
         if layer is None:
             raise ValueError("open or draw a labels layer first")
         config = WeightMapConfig(
@@ -133,7 +133,7 @@ class WeightMapWidget(Container):
         except ValueError as exc:
             self._report(Outcome("failed", str(exc)))
             return
-        layer = self.labels.value
+        layer = self.labels_layer.value
         worker = create_worker(weight_map_job, request, _start_thread=False)
         worker.returned.connect(lambda outcome: self._on_returned(layer, outcome))
         worker.finished.connect(self._on_finished)

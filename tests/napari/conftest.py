@@ -1,6 +1,8 @@
-"""Fixtures of the napari plugin tests: a tiny checkpoint, an image placed in the world.
+"""Fixtures of the napari plugin tests: a tiny checkpoint, smooth blobs.
 
-The widget tests run headless: Qt draws offscreen unless QT_QPA_PLATFORM says otherwise.
+The widget tests run headless: Qt draws offscreen (QT_QPA_PLATFORM, unless set
+otherwise), and napari's canvas gets its OpenGL context from an X display, which
+pytest-xvfb starts (a virtual one, Xvfb) when it is installed.
 """
 
 from __future__ import annotations
