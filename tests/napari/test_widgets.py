@@ -163,6 +163,20 @@ def test_missing_choices_are_reported(qtbot, viewer, tiny_checkpoint):
     assert widget.status.value.startswith("choose a model file")
 
 
+def test_controls_make_the_request(viewer, tiny_checkpoint):
+    viewer.add_image(np.zeros((3, 40, 40), np.uint16), name="z")
+    widget = segment_widget(viewer, tiny_checkpoint, kind="mask", tta="rot7", tile_size=572)
+    request = widget.request()
+    assert request.image is viewer.layers["z"].data
+    fields = (request.name, request.rgb, request.model, request.kind, request.tta)
+    assert fields == ("z", False, str(tiny_checkpoint), "mask", "rot7")
+    assert (request.window, request.device) == (572, "cpu")
+    full, half = np.zeros((64, 64), np.uint8), np.zeros((32, 32), np.uint8)
+    viewer.add_image([full, half], multiscale=True, name="pyramid")
+    assert widget.image.value is viewer.layers["pyramid"]  # follows the selection
+    assert widget.request().image is full
+
+
 def test_weight_map_layer_equals_the_librarys(qtbot, viewer):
     labels = tifffile.imread(SAMPLES / "touching_cells_labels.tif")
     viewer.add_labels(labels, name="cells", **PLACEMENT)
