@@ -80,7 +80,7 @@ class SegmentWidget(Container):
             tooltip="none; d4: the 8 flips and rotations (8x the time); rot7: 7 rotations",
         )
         self.tile_size = SpinBox(
-            label="tile size",
+            label="tile size (0: auto)",
             value=0,
             min=0,
             max=16384,
