@@ -174,6 +174,8 @@ class SegmentWidget(Container):
             segment_job, request, self._cancel, self._models, _start_thread=False
         )
         worker.yielded.connect(self._on_progress)
+        # quit() from napari (its activity dock, closing the window) stops the tiles too
+        worker.aborted.connect(self._on_aborted)
         worker.returned.connect(lambda outcome: self._on_returned(layer, request.kind, outcome))
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -188,6 +190,10 @@ class SegmentWidget(Container):
         if self.worker is not None:
             self._cancel.set()
             self.status.value = "cancelling ..."
+
+    def _on_aborted(self) -> None:
+        self._cancel.set()
+        self.status.value = "stopped"
 
     def _on_progress(self, update: tuple[int, int]) -> None:
         done, total = update

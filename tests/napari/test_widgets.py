@@ -141,6 +141,18 @@ def test_cancel_stops_the_worker_and_adds_nothing(qtbot, viewer, rng, tiny_check
     assert int(status.split()[2]) < 400
 
 
+def test_quitting_the_worker_stops_the_tiles(qtbot, viewer, rng, tiny_checkpoint):
+    viewer.add_image(rng.integers(0, 256, (320, 320), dtype=np.uint8), name="big")
+    widget = segment_widget(viewer, tiny_checkpoint, tile_size=56)
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.progress.value > 0, timeout=TIMEOUT_MS)
+    cancel = widget._cancel
+    widget.worker.quit()  # what napari's activity dock and window close do
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert cancel.is_set() and widget.status.value == "stopped"
+    assert [layer.name for layer in viewer.layers] == ["big"]
+
+
 def test_rgb_image_gets_a_message_not_a_traceback(qtbot, viewer, tiny_checkpoint):
     viewer.add_image(np.zeros((40, 40, 3), np.uint8), name="photo", rgb=True)
     widget = segment_widget(viewer, tiny_checkpoint)
