@@ -2,7 +2,7 @@
 
 The napari widget modules import napari and a Qt binding; without them (the
 core install) their doctests are not collected. The widget tests in
-tests/napari/ skip with their reason on their own.
+tests/napari_plugin/ skip with their reason on their own.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Fixtures of the napari plugin tests: a tiny checkpoint, smooth blobs.
 
+(The folder is napari_plugin, not napari: pytest puts tests/ on sys.path, where
+a tests/napari folder would pass for the napari package when it is not installed.)
+
 The widget tests run headless: Qt draws offscreen (QT_QPA_PLATFORM, unless set
 otherwise), and napari's canvas gets its OpenGL context from an X display, which
 pytest-xvfb starts (a virtual one, Xvfb) when it is installed.
