@@ -4,6 +4,7 @@ import importlib
 import pkgutil
 import re
 import types
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,20 @@ import biounet
 REPO = Path(__file__).resolve().parents[1]
 
 
+def napari_gui_installed() -> bool:
+    """The napari extra and a Qt binding, which the napari widget modules import."""
+    bindings = ("PyQt5", "PyQt6", "PySide2", "PySide6")
+    return all(find_spec(m) for m in ("napari", "magicgui", "qtpy")) and any(
+        find_spec(b) for b in bindings
+    )
+
+
 def all_submodules() -> list[str]:
-    return [m.name for m in pkgutil.walk_packages(biounet.__path__, "biounet.")]
+    """Every submodule; the napari widgets only where napari and Qt are installed."""
+    names = [m.name for m in pkgutil.walk_packages(biounet.__path__, "biounet.")]
+    if napari_gui_installed():
+        return names
+    return [n for n in names if not (n.startswith("biounet.napari.") and n.endswith("_widget"))]
 
 
 def test_every_public_name_is_its_documented_object_after_importing_every_submodule():

@@ -1,0 +1,229 @@
+"""The napari widgets in a headless viewer: layers equal the library's results, placed alike.
+
+Needs napari, a Qt binding, pytest-qt and an X display for napari's OpenGL
+canvas (Xvfb through pytest-xvfb): ``pip install -e ".[dev-napari]"`` and
+``apt-get install xvfb``. Skipped without them, unless BIOUNET_REQUIRE_NAPARI=1
+(set by CI), where a missing piece is an error.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+REQUIRED = os.environ.get("BIOUNET_REQUIRE_NAPARI") == "1"
+if not REQUIRED:
+    pytest.importorskip("napari", reason="the napari plugin tests need napari")
+    pytest.importorskip("pytestqt", reason="the napari plugin tests need pytest-qt")
+    pytest.importorskip("qtpy", reason="the napari plugin tests need a Qt binding")
+
+import napari.layers  # noqa: E402
+from npe2 import PluginManifest  # noqa: E402
+
+from biounet.inference.outputs import segment  # noqa: E402
+from biounet.napari.segment_widget import BUNDLED, FROM_FILE, SegmentWidget  # noqa: E402
+from biounet.napari.weight_map_widget import WeightMapWidget  # noqa: E402
+from biounet.network.unet import load_model  # noqa: E402
+from biounet.options import OutputOptions  # noqa: E402
+from biounet.training.data import to_instances  # noqa: E402
+from biounet.training.weight_map import WeightMapConfig, weight_maps  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+
+#: Milliseconds a worker may take (CPU, tiny network).
+TIMEOUT_MS = 60_000
+
+PLACEMENT = {"scale": (0.5, 0.25), "translate": (10.0, -3.0)}
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    if "DISPLAY" not in os.environ:
+        reason = (
+            "napari's canvas needs OpenGL from an X display: install Xvfb "
+            "(apt-get install xvfb) and pytest-xvfb, or run under xvfb-run"
+        )
+        (pytest.fail if REQUIRED else pytest.skip)(reason)
+    return make_napari_viewer()
+
+
+def segment_widget(viewer, checkpoint, **controls):
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = FROM_FILE
+    widget.model_file.value = checkpoint
+    widget.device.value = "cpu"
+    for name, value in controls.items():
+        getattr(widget, name).value = value
+    return widget
+
+
+def click_and_wait(qtbot, widget):
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+
+
+def test_manifest_is_valid_and_names_the_contributions():
+    manifest = PluginManifest.from_distribution("biounet")
+    manifest.validate_imports()
+    contributions = manifest.contributions
+    assert [w.display_name for w in contributions.widgets] == [
+        "Segment (U-Net)",
+        "Weight map (Eq. 2)",
+    ]
+    assert [s.key for s in contributions.sample_data] == [
+        "em_synthetic",
+        "em_stack",
+        "touching_cells",
+    ]
+
+
+def test_labels_layer_equals_segment_and_sits_on_the_image(qtbot, viewer, blobs, tiny_checkpoint):
+    image = viewer.add_image(blobs[0], name="blobs", **PLACEMENT)
+    widget = segment_widget(viewer, tiny_checkpoint)
+    assert widget.image.value is image  # the selected layer
+    click_and_wait(qtbot, widget)
+    labels = viewer.layers["blobs labels"]
+    tiles = []
+    expected = segment(blobs[0], load_model(tiny_checkpoint), progress=lambda d, t: tiles.append(t))
+    assert isinstance(labels, napari.layers.Labels)
+    np.testing.assert_array_equal(labels.data, expected)
+    np.testing.assert_array_equal(labels.scale, PLACEMENT["scale"])
+    np.testing.assert_array_equal(labels.translate, PLACEMENT["translate"])
+    assert widget.progress.value == widget.progress.max == tiles[-1]
+    assert widget.status.value.startswith(f"{len(np.unique(expected)) - 1} objects in ")
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_stack_probabilities_with_tta_and_tile_size(qtbot, viewer, blobs, tiny_checkpoint):
+    blobs = blobs[:, :32, :32]
+    viewer.add_image(blobs, name="stack", scale=(2.0, 0.5, 0.5))
+    widget = segment_widget(viewer, tiny_checkpoint, kind="probabilities", tta="d4", tile_size=56)
+    click_and_wait(qtbot, widget)
+    shown = viewer.layers["stack probabilities"]
+    expected = segment(
+        blobs,
+        load_model(tiny_checkpoint),
+        axes="ZYX",
+        output=OutputOptions("probabilities"),
+        tta="d4",
+        window=56,
+    )
+    assert isinstance(shown, napari.layers.Image)
+    np.testing.assert_array_equal(shown.data, expected)
+    np.testing.assert_array_equal(shown.scale, (2.0, 0.5, 0.5))
+    assert widget.progress.max == 2 * 2 * 2  # two planes of 2 x 2 tiles of 16 px
+
+
+def test_running_again_replaces_the_result(qtbot, viewer, blobs, tiny_checkpoint):
+    viewer.add_image(blobs[0], name="blobs")
+    widget = segment_widget(viewer, tiny_checkpoint, kind="mask")
+    click_and_wait(qtbot, widget)
+    viewer.layers["blobs"].data = blobs[1]
+    click_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["blobs", "blobs mask"]
+    expected = segment(blobs[1], load_model(tiny_checkpoint), output=OutputOptions("mask"))
+    np.testing.assert_array_equal(viewer.layers["blobs mask"].data, expected)
+
+
+def test_cancel_stops_the_worker_and_adds_nothing(qtbot, viewer, rng, tiny_checkpoint):
+    viewer.add_image(rng.integers(0, 256, (320, 320), dtype=np.uint8), name="big")
+    widget = segment_widget(viewer, tiny_checkpoint, tile_size=56)  # 400 tiles
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.progress.value > 0, timeout=TIMEOUT_MS)
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    status = widget.status.value
+    assert status.startswith("cancelled after ") and status.endswith(" of 400 tiles")
+    assert int(status.split()[2]) < 400
+
+
+def test_quitting_the_worker_stops_the_tiles(qtbot, viewer, rng, tiny_checkpoint):
+    viewer.add_image(rng.integers(0, 256, (320, 320), dtype=np.uint8), name="big")
+    widget = segment_widget(viewer, tiny_checkpoint, tile_size=56)
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.progress.value > 0, timeout=TIMEOUT_MS)
+    cancel = widget._cancel
+    widget.worker.quit()  # what napari's activity dock and window close do
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert cancel.is_set() and widget.status.value == "stopped"
+    assert [layer.name for layer in viewer.layers] == ["big"]
+
+
+def test_rgb_image_gets_a_message_not_a_traceback(qtbot, viewer, tiny_checkpoint):
+    viewer.add_image(np.zeros((40, 40, 3), np.uint8), name="photo", rgb=True)
+    widget = segment_widget(viewer, tiny_checkpoint)
+    click_and_wait(qtbot, widget)
+    assert widget.status.value.startswith("photo: RGB image with 3 channels")
+    assert [layer.name for layer in viewer.layers] == ["photo"]
+
+
+def test_missing_choices_are_reported(qtbot, viewer, tiny_checkpoint):
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.model.value == BUNDLED and widget.model_file.native.isHidden()
+    widget.run()
+    assert widget.status.value.startswith("open an image layer first")
+    viewer.add_image(np.zeros((40, 40), np.uint8), name="img")
+    assert widget.request().model is None  # the bundled model
+    widget.model.value = FROM_FILE
+    assert not widget.model_file.native.isHidden()
+    widget.run()
+    assert widget.status.value.startswith("choose a model file")
+
+
+def test_controls_make_the_request(viewer, tiny_checkpoint):
+    viewer.add_image(np.zeros((3, 40, 40), np.uint16), name="z")
+    widget = segment_widget(viewer, tiny_checkpoint, kind="mask", tta="rot7", tile_size=572)
+    request = widget.request()
+    assert request.image is viewer.layers["z"].data
+    fields = (request.name, request.rgb, request.model, request.kind, request.tta)
+    assert fields == ("z", False, str(tiny_checkpoint), "mask", "rot7")
+    assert (request.window, request.device) == (572, "cpu")
+    full, half = np.zeros((64, 64), np.uint8), np.zeros((32, 32), np.uint8)
+    viewer.add_image([full, half], multiscale=True, name="pyramid")
+    assert widget.image.value is viewer.layers["pyramid"]  # follows the selection
+    assert widget.request().image is full
+
+
+def test_weight_map_layer_equals_the_librarys(qtbot, viewer):
+    labels = tifffile.imread(SAMPLES / "touching_cells_labels.tif")
+    viewer.add_labels(labels, name="cells", **PLACEMENT)
+    widget = WeightMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.w0.value, widget.sigma.value = 8.0, 4.0
+    click_and_wait(qtbot, widget)
+    shown = viewer.layers["cells weights"]
+    config = WeightMapConfig(w0=8.0, sigma=4.0)
+    expected = weight_maps([to_instances(labels, label_kind="instance")], config)[0].weights
+    np.testing.assert_array_equal(shown.data, expected)
+    np.testing.assert_array_equal(shown.scale, PLACEMENT["scale"])
+    np.testing.assert_array_equal(shown.translate, PLACEMENT["translate"])
+    assert widget.status.value.startswith("w_c = (")
+
+
+def test_weight_map_of_a_binary_mask(qtbot, viewer):
+    mask = tifffile.imread(SAMPLES / "em_synthetic_labels.tif")
+    viewer.add_labels(mask, name="membranes")
+    widget = WeightMapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.label_kind.value = "binary"
+    assert not widget.foreground.native.isHidden()
+    widget.class_weights.value = "none"
+    click_and_wait(qtbot, widget)
+    expected = weight_maps([to_instances(mask)], WeightMapConfig(class_weights="none"))
+    np.testing.assert_array_equal(viewer.layers["membranes weights"].data, expected[0].weights)
+
+
+def test_plugin_widgets_and_samples_open_through_napari(qtbot, viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("biounet", "Segment (U-Net)")
+    assert isinstance(widget, SegmentWidget)
+    viewer.open_sample("biounet", "touching_cells")
+    assert [layer.name for layer in viewer.layers] == ["touching_cells", "touching_cells labels"]
+    np.testing.assert_array_equal(
+        viewer.layers["touching_cells"].data, tifffile.imread(SAMPLES / "touching_cells.tif")
+    )
+    assert widget.image.value is viewer.layers["touching_cells"]
