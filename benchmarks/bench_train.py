@@ -9,7 +9,13 @@ Measurements (one function each; `main` assembles the JSON):
   full-image distance transform per object), their ratio, and the largest
   difference of the float32 weight maps.
 * ``bench_step``: one training step of a features=16 network on 572 tiles with
-  the full data pipeline against forward+backward alone on random tensors.
+  the full data pipeline against forward+backward alone on random tensors
+  (target: ratio <= 1.10), and the forward+backward rate in GFLOP/s (three
+  times the forward pass's FLOPs) against a float32 matrix multiply timed in
+  the same run (target: >= 0.60 of it).
+* ``bench_validate``: validation as training runs it (whole held-out images
+  predicted with overlap-tile, the decision rule calibrated on them), in
+  seconds per image, against the prediction alone.
 * ``bench_augment``: one augmented 572 -> 388 training tile
   (:func:`biounet.training.augment.random_tile`): elastic deformation only, and the full
   augmentation (elastic, rotation, flips, shift, grey values), with linear and
@@ -218,16 +224,86 @@ def bench_step(
         t_alone = time.perf_counter() - t
         if i >= 2:  # warm-up: worker start, first allocations
             real, alone = real + t_real, alone + t_alone
+    from biounet.network.summary import forward_flops
+
+    gemm = gemm_gflops()
+    rate = 3 * forward_flops(cfg.model, 572) / (alone / steps) / 1e9  # forward + 2x backward
     print(
         f"training step, features={features}, 572 -> 388, {workers} DataLoader worker(s): "
         f"{real / steps * 1e3:.0f} ms with the data pipeline, {alone / steps * 1e3:.0f} ms "
         f"forward+backward alone on random tensors -> ratio {real / alone:.3f}"
     )
+    print(
+        f"  forward+backward {rate:.1f} GFLOP/s, float32 matrix multiply {gemm:.1f} GFLOP/s "
+        f"-> {rate / gemm:.2f} of it"
+    )
     return {
         "step_ms": round(real / steps * 1e3, 1),
         "step_alone_ms": round(alone / steps * 1e3, 1),
         "step_ratio": round(real / alone, 4),
+        "step_gflops": round(rate, 1),
+        "gemm_gflops": round(gemm, 1),
+        "step_of_gemm": round(rate / gemm, 3),
     }
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """float32 matrix-multiply rate of this process (best of `repeats`)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_validate(
+    images: list[np.ndarray], instances: list[np.ndarray], *, features: int = 16
+) -> dict[str, float]:
+    """Validation as training runs it, per held-out image, against prediction alone."""
+    import torch
+
+    from biounet.device import make_runtime
+    from biounet.inference.predictor import predict
+    from biounet.network.unet import UNet, UNetConfig
+    from biounet.training.loop import validate
+    from biounet.training.weight_map import weight_maps
+
+    held = images[-4:]
+    truth = [t.classes for t in weight_maps(instances[-4:])]
+    runtime = make_runtime("cpu")
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(features=features)).eval()
+    predict(held[0][None], model, axes="CYX", runtime=runtime)  # warm-up
+    t = time.perf_counter()
+    for image in held:
+        predict(image[None], model, axes="CYX", runtime=runtime)
+    alone = (time.perf_counter() - t) / len(held)
+    t = time.perf_counter()
+    validate(model, [image[None] for image in held], truth, runtime, "binary")
+    full = (time.perf_counter() - t) / len(held)
+    print(
+        f"validation, {len(held)} image(s) of {held[0].shape}: {full:.2f} s per image "
+        f"({alone:.2f} s of it prediction, {full - alone:.2f} s calibration and scoring)"
+    )
+    return {"validate_s_per_image": round(full, 3), "predict_s_per_image": round(alone, 3)}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's), to name beside absolute figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -237,12 +313,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     images, instances, source = load_data(args.isbi_dir, 6 if args.quick else 24)
-    print(f"data: {source}, {len(images)} slice(s)")
-    result: dict[str, object] = {"data": source, "quick": args.quick}
+    print(f"data: {source}, {len(images)} slice(s); CPU: {cpu_model()}")
+    result: dict[str, object] = {"data": source, "quick": args.quick, "cpu": cpu_model()}
     # one function per measurement, each returning its JSON keys
     result.update(bench_weightmap(instances, quick=args.quick))
     result.update(bench_augment(images, instances, quick=args.quick))
     result.update(bench_step(images, instances, quick=args.quick))
+    result.update(bench_validate(images, instances))
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
     return result
