@@ -225,6 +225,9 @@ _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.E
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Move the finished `tmp` to `path`: exclusively unless `overwrite`."""
+    if overwrite and not tmp.is_dir() and not (path.is_dir() and not path.is_symlink()):
+        os.replace(tmp, path)  # a file replaces a file: last writer wins, even in a race
+        return
     if overwrite and (path.exists() or path.is_symlink()):
         if tmp.is_dir() or (path.is_dir() and not path.is_symlink()):
             aside = temp_path(path)

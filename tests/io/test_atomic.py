@@ -95,3 +95,15 @@ def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [mine.name, other_host.name, "keep.tif"]
     )
+
+
+def test_overwrite_publishes_even_when_another_writer_came_first(tmp_path):
+    # a content-addressed cache file written by two DDP ranks at once: with
+    # overwrite the last writer wins instead of failing on a name that was free
+    # when the write began
+    target = tmp_path / "cache.npz"
+    with atomic_output(target, overwrite=True) as tmp:
+        tmp.write_text("second")
+        target.write_text("first")  # the other rank publishes meanwhile
+    assert target.read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.npz"]
