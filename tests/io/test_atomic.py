@@ -97,13 +97,21 @@ def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
     )
 
 
-def test_overwrite_publishes_even_when_another_writer_came_first(tmp_path):
+def test_overwrite_publishes_even_when_another_writer_came_first(tmp_path, monkeypatch):
     # a content-addressed cache file written by two DDP ranks at once: with
-    # overwrite the last writer wins instead of failing on a name that was free
-    # when the write began
+    # overwrite the last writer wins, also when the other one publishes in the
+    # instant between this writer's look at the name and its own publishing
+    import biounet.io.atomic as atomic
+
     target = tmp_path / "cache.npz"
+    real_link = os.link
+
+    def other_rank_first(src, dst, *args, **kwargs):
+        target.write_text("first")
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "link", other_rank_first)
     with atomic_output(target, overwrite=True) as tmp:
         tmp.write_text("second")
-        target.write_text("first")  # the other rank publishes meanwhile
     assert target.read_text() == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.npz"]
