@@ -273,18 +273,18 @@ def bench_validate(
     from biounet.training.loop import validate
     from biounet.training.weight_map import weight_maps
 
-    held = images[-4:]
+    held = [image if image.ndim == 3 else image[None] for image in images[-4:]]  # (C, H, W)
     truth = [t.classes for t in weight_maps(instances[-4:])]
     runtime = make_runtime("cpu")
     torch.manual_seed(0)
     model = UNet(UNetConfig(features=features)).eval()
-    predict(held[0][None], model, axes="CYX", runtime=runtime)  # warm-up
+    predict(held[0], model, axes="CYX", runtime=runtime)  # warm-up
     t = time.perf_counter()
     for image in held:
-        predict(image[None], model, axes="CYX", runtime=runtime)
+        predict(image, model, axes="CYX", runtime=runtime)
     alone = (time.perf_counter() - t) / len(held)
     t = time.perf_counter()
-    validate(model, [image[None] for image in held], truth, runtime, "binary")
+    validate(model, held, truth, runtime, "binary")
     full = (time.perf_counter() - t) / len(held)
     print(
         f"validation, {len(held)} image(s) of {held[0].shape}: {full:.2f} s per image "
