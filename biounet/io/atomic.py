@@ -69,6 +69,25 @@ def temp_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name[:120]}{tag}{path.suffix}")
 
 
+def published_name(path: str | Path) -> str:
+    """The name a temporary of :func:`temp_path` is published under (other names as they are).
+
+    For writers that record their own name inside the output, such as the
+    ``name`` of an OME-Zarr's multiscales. Names longer than 120 characters
+    come back cut to 120, as the temporary keeps them.
+
+    Examples
+    --------
+    >>> published_name(temp_path("out/seg.zarr")), published_name("out/seg.zarr")
+    ('seg.zarr', 'seg.zarr')
+    """
+    name = Path(path).name
+    match = _TEMP.search(name)
+    if name.startswith(".") and match:
+        return name[1 : match.start()]
+    return name
+
+
 def process_alive(pid: int) -> bool:
     """Whether process `pid` exists on this machine (unknown counts as alive)."""
     if pid <= 1 or pid == os.getpid():

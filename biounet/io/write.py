@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from biounet.io.atomic import published_name
 from biounet.io.read import LENGTH_UNITS, PixelSize
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
@@ -207,7 +208,8 @@ def write_ome_zarr(
     masks, the 2x2 mean for probabilities. The physical scale carries the
     pixel size and its unit (``nanometer``, ``micrometer``, ...). Instance
     labels also get NGFF ``image-label`` metadata, so viewers open them as
-    labels.
+    labels. The multiscales ``name`` is the stem of the name the output is
+    published under (:func:`biounet.io.atomic.published_name`).
 
     Parameters
     ----------
@@ -255,7 +257,7 @@ def write_ome_zarr(
             scale={a: float(sizes.get(a, 1.0)) for a in axes},
             axes_units=dict.fromkeys(sizes, unit) if unit and sizes else None,
             storage_options={"chunks": chunk},
-            name=Path(path).stem,
+            name=Path(published_name(path)).stem,  # not the temporary name written to
         )
     if layout.kind == "labels":
         add_metadata(group, {"image-label": {"version": fmt.version}}, fmt=fmt)

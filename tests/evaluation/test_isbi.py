@@ -215,7 +215,8 @@ def test_01_and_0255_and_bool_ground_truth_score_the_same(rng):
 
 def test_membrane_polarity_is_not_cell_polarity():
     gt = np.stack([two_cells(), two_cells(membrane=slice(3, 5))])
-    cell_prob = ndi.gaussian_filter(gt / 255.0, (0, 0.7, 0.7))
+    # clipped: with NumPy 1.26 and SciPy 1.10 the blurred 1s come out as 1 + 4e-16
+    cell_prob = np.clip(ndi.gaussian_filter(gt / 255.0, (0, 0.7, 0.7)), 0, 1)
     right = evaluate_isbi(cell_prob, gt, metrics=["pixel", "rand", "vrand"])
     wrong = evaluate_isbi(1 - cell_prob, gt, metrics=["pixel", "rand", "vrand"])
     assert right["pixel_error"] == 0 and right["rand_error"] == 0 and right["vrand"] == 1

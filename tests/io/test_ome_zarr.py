@@ -7,6 +7,7 @@ import pytest
 import tifffile
 import zarr
 
+from biounet.io.atomic import temp_path
 from biounet.io.read import PixelSize, open_image, stated_label_kind
 from biounet.io.write import Layout, pyramid_levels, write_tiles, zarr_axes, zarr_level
 
@@ -84,6 +85,12 @@ def test_small_image_has_one_level_and_no_unit_without_pixel_size(tmp_path, rng)
     assert len(ms["datasets"]) == 1 and "unit" not in ms["axes"][0]
     assert np.array_equal(zarr_level(tmp_path / "s.zarr")[:], small)
     assert not list(tmp_path.glob(".biounet-scratch-*"))  # the scratch level is removed
+
+
+def test_multiscales_name_is_the_published_name_not_the_temporary(tmp_path, rng):
+    tmp = temp_path(tmp_path / "cells.zarr")  # what atomic_output hands the writer
+    _write(tmp, rng.integers(0, 9, (H, W)).astype(np.uint16), "labels")
+    assert zarr.open_group(str(tmp), mode="r").attrs["multiscales"][0]["name"] == "cells"
 
 
 @pytest.mark.parametrize("unit", ["nm", "µm"])

@@ -10,6 +10,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+pytest.importorskip("bioimageio.spec", reason="needs the bioimageio extra (the dev extra)")
+
 from biounet import BiounetError
 from biounet.cli import main
 from biounet.inference.predictor import predict
