@@ -224,6 +224,8 @@ def bench_step(
         t_alone = time.perf_counter() - t
         if i >= 2:  # warm-up: worker start, first allocations
             real, alone = real + t_real, alone + t_alone
+    from bench_predict import gemm_gflops  # the same matrix-multiply reference
+
     from biounet.network.summary import forward_flops
 
     gemm = gemm_gflops()
@@ -245,20 +247,6 @@ def bench_step(
         "gemm_gflops": round(gemm, 1),
         "step_of_gemm": round(rate / gemm, 3),
     }
-
-
-def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """float32 matrix-multiply rate of this process (best of `repeats`)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def bench_validate(

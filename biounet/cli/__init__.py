@@ -15,17 +15,15 @@ expected failure is printed as one line, ``Error: <file or option>:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import sys
-from collections.abc import Iterator
 
 import click
 
 from biounet import __version__
-from biounet.errors import BiounetError, Terminated
+from biounet.errors import BiounetError
 from biounet.io.atomic import os_error_message
+from biounet.signals import terminate_as_interrupt
 
 
 def one_line(message: str) -> str:
@@ -40,34 +38,12 @@ def one_line(message: str) -> str:
     return lines[0] if lines else "failed"
 
 
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so that it ends a command like Ctrl-C.
-
-    Library code removes its temporaries on KeyboardInterrupt; the default
-    SIGTERM action would kill the process and leave them behind.
-    """
-
-    def handler(signum, frame):
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class _Group(click.Group):
     """The error boundary: expected failures become one line and exit status 1."""
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
-            with sigterm_interrupts():
+            with terminate_as_interrupt():
                 return super().invoke(ctx)
         except BiounetError as exc:
             raise click.ClickException(one_line(str(exc))) from None

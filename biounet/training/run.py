@@ -10,16 +10,14 @@ batch system's pre-emption) stops a run like Ctrl-C; the caller gets
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
-from biounet.errors import BiounetError, Terminated
+from biounet.errors import BiounetError
 from biounet.io.atomic import WriteError, atomic_output, os_error_message
 from biounet.network.checkpoint import load_checkpoint
+from biounet.signals import terminate_as_interrupt
 from biounet.training import ddp
 from biounet.training.config import TrainConfig, dump_config, load_config
 from biounet.training.loop import (
@@ -98,7 +96,7 @@ def run_training(
 
         dist.barrier()
     try:
-        with stop_on_sigterm():
+        with terminate_as_interrupt(quiet_children=True):
             return train(
                 config, run_dir, runtime=runtime, resume=resume, progress=progress, data=data
             )
@@ -187,29 +185,6 @@ def finish_run(
     recorded = run_config(run_dir)
     resumed = replace(recorded, time_limit=config.time_limit, iterations=config.iterations)
     return run_training(resumed, run_dir, runtime=runtime, resume=True, progress=progress).steps
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """Treat SIGTERM (a batch system's pre-emption) like Ctrl-C while training."""
-
-    def handler(signum, frame):
-        # A SIGTERM sent to the whole process group kills the DataLoader workers
-        # too; torch's SIGCHLD handler would then raise over our clean stop.
-        # (A no-op, not SIG_DFL: a SIGCHLD already pending would print a warning.)
-        if hasattr(signal, "SIGCHLD"):
-            signal.signal(signal.SIGCHLD, lambda *_: None)
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def interrupted_message(run_dir: str | Path) -> str:
