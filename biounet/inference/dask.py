@@ -38,6 +38,7 @@ from biounet.inference.outputs import (
     output_layout,
 )
 from biounet.inference.predictor import Predictor, predict_region
+from biounet.inference.progress import Progress, TileProgress
 from biounet.inference.tiling import TileSpec, tile_grid
 from biounet.io.atomic import atomic_output, scratch_folder
 from biounet.io.read import open_image
@@ -232,7 +233,7 @@ def predict_distributed(
     output: OutputOptions | None = None,
     axes: str | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> PredictSummary:
     """Segment one TIFF with a Dask cluster; the result equals :func:`.files.segment_file`'s.
 
@@ -247,7 +248,6 @@ def predict_distributed(
         torch threads per worker (default: torch's own choice).
     """
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     tiles = tiles or TileOptions()
     output = output or OutputOptions()
@@ -301,16 +301,12 @@ def predict_distributed(
                 retries=3,
                 pure=False,
             )
-            with tqdm(
-                total=len(blocks),
-                unit="block",
-                disable=not progress,
-                desc=Path(input_path).name,
-                leave=False,
-            ) as bar:
+            bar = TileProgress(len(blocks), Path(input_path).name, progress)  # per block
+            try:
                 for future in as_completed(futures):
-                    future.result()
-                    bar.update(1)
+                    bar.update(future.result())
+            finally:
+                bar.close()
             if labels:
                 import zarr
 

@@ -126,3 +126,22 @@ def put_layer(viewer: Any, layer: Any) -> Any:
     else:
         layers.append(layer)
     return layer
+
+
+def follow_layers(viewer: Any, widget: Any, on_active: Any) -> None:
+    """Keep `widget`'s layer choices current and call `on_active` when the selection moves.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    widget : magicgui Container
+        Its ``reset_choices`` refreshes the layer dropdowns.
+    on_active : callable
+        Called with the selection event (and once now, without one).
+    """
+    events = viewer.layers.events
+    for event in (events.inserted, events.removed, events.reordered):
+        event.connect(widget.reset_choices)
+    viewer.layers.selection.events.active.connect(on_active)
+    widget.reset_choices()
+    on_active()

@@ -20,7 +20,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from biounet.napari.jobs import ModelCache, Outcome, SegmentRequest, segment_job
-from biounet.napari.layers import full_resolution, put_layer, transform_of
+from biounet.napari.layers import follow_layers, full_resolution, put_layer, transform_of
 from biounet.options import OUTPUT_KINDS, TTA_CHOICES
 
 #: The model control: the bundled ISBI 2012 model or a file.
@@ -110,12 +110,7 @@ class SegmentWidget(Container):
         self.model.changed.connect(self._show_model_file)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        layer_events = viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
-            event.connect(self.reset_choices)
-        viewer.layers.selection.events.active.connect(self._follow_selection)
-        self.reset_choices()
-        self._follow_selection()
+        follow_layers(viewer, self, self._follow_selection)
 
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, napari.layers.Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if _is_image(layer)]

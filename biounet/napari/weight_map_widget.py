@@ -18,7 +18,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from biounet.napari.jobs import Outcome, WeightMapRequest, weight_map_job
-from biounet.napari.layers import put_layer, transform_of
+from biounet.napari.layers import follow_layers, put_layer, transform_of
 from biounet.options import FOREGROUNDS, LABEL_KINDS
 from biounet.training.weight_map import WeightMapConfig
 
@@ -76,12 +76,7 @@ class WeightMapWidget(Container):
         )
         self.label_kind.changed.connect(self._show_foreground)
         self.run_button.clicked.connect(self.run)
-        layer_events = viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
-            event.connect(self.reset_choices)
-        viewer.layers.selection.events.active.connect(self._follow_selection)
-        self.reset_choices()
-        self._follow_selection()
+        follow_layers(viewer, self, self._follow_selection)
 
     def _label_layers(self, _widget: Any = None) -> list[tuple[str, napari.layers.Labels]]:
         return [

@@ -129,9 +129,9 @@ def calibrate(
     # best object-level average precision (IoU 0.5) wins: fewer false objects.
     best_size, best_ap = 0, -1.0
     for size in min_sizes:
-        value = score((best_t,), size)[best_t]
+        value = best if size == 0 else score((best_t,), size)[best_t]  # 0: swept above
         if is_improvement(key, value, best):
-            best = value
+            best, best_ap = value, -1.0  # a better score wins whatever its AP
         elif value != best:
             continue
         ap = float(np.mean([ap50(components(p, best_t, size), g, label_kind) for p, g in stacks]))

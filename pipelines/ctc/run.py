@@ -40,6 +40,7 @@ from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.inference.outputs import segment
+from biounet.io.atomic import atomic_output
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import load_model
 from biounet.training.config import DataConfig, load_config
@@ -118,9 +119,8 @@ def stage_predict(run: Path, test: list, out: Path, runtime) -> Path:
         if target.exists():
             continue
         labels = segment(tifffile.imread(frame), model, runtime=runtime)
-        tmp = target.with_name(f".{target.name}.partial")
-        tifffile.imwrite(tmp, labels.astype(np.uint16))
-        tmp.replace(target)
+        with atomic_output(target, overwrite=False, inputs=[frame]) as tmp:
+            tifffile.imwrite(tmp, labels.astype(np.uint16))
     log.info(f"predict: {len(test)} frames in {time.perf_counter() - start:.1f} s")
     return folder
 
