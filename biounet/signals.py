@@ -4,7 +4,11 @@ A batch system's pre-emption (SLURM, ``timeout``) sends SIGTERM, whose default
 action kills the process on the spot and leaves temporaries behind. Inside
 :func:`terminate_as_interrupt` it raises :class:`~biounet.errors.Terminated`
 instead, so that every ``finally`` and ``except KeyboardInterrupt`` runs.
-Importable without torch (the command line uses it).
+:func:`deferred_interrupts` shields a short write (a checkpoint) from both
+Ctrl-C and SIGTERM: a signal that arrives inside it is delivered when the write
+is complete, so no library's cleanup code runs over a half-written file and
+raises an error that hides the interruption. Importable without torch (the
+command line uses it).
 """
 
 from __future__ import annotations
@@ -45,3 +49,41 @@ def terminate_as_interrupt(*, quiet_children: bool = False) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+#: The signals :func:`deferred_interrupts` holds back.
+DEFERRED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM while the block runs; deliver them after it.
+
+    The handlers in force before the block (e.g. the one of
+    :func:`terminate_as_interrupt`) see the signal once the block has
+    finished, as if it had arrived then. An exception raised by the block
+    itself wins: the held-back signal is still delivered after it.
+
+    Outside the main thread signals cannot be handled; the block runs as it is.
+    """
+    arrived: list[int] = []
+
+    def hold(signum, frame):
+        arrived.append(signum)
+
+    previous = {}
+    try:
+        for signum in DEFERRED_SIGNALS:
+            previous[signum] = signal.signal(signum, hold)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):  # each signal once, in order of arrival
+            signal.raise_signal(signum)

@@ -28,6 +28,7 @@ from torch import nn
 from biounet import __version__
 from biounet.errors import BiounetError
 from biounet.io.atomic import atomic_output
+from biounet.signals import deferred_interrupts
 
 FORMAT = "biounet-checkpoint"
 FORMAT_VERSION = 1
@@ -56,10 +57,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
 
     An existing file is replaced (a run's ``latest.pt``); a full disk or a
     read-only folder raises :class:`BiounetError` naming `path`, and the
-    previous file stays as it was.
+    previous file stays as it was. Ctrl-C or SIGTERM during the write takes
+    effect once the file is complete (torch's writer would otherwise raise
+    its own error over the interruption).
     """
-    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
-        torch.save(checkpoint_dict(model, **extra), fh)  # OS errors stay OSError
+    contents = checkpoint_dict(model, **extra)
+    with deferred_interrupts():
+        with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+            torch.save(contents, fh)  # OS errors stay OSError
     return Path(path)
 
 
