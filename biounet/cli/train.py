@@ -9,6 +9,7 @@ import click
 from biounet.cli.parse import FOREGROUND, LABEL_KIND
 from biounet.errors import BiounetError
 from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
+from biounet.training.schedule import LR_SCHEDULES
 
 
 @click.command("train")
@@ -61,7 +62,13 @@ from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 @click.option("--input-size", type=int, help="Input tile per sample [572].")
 @click.option("--batch-size", type=int, help="Tiles per step [1].")
 @click.option("--iterations", type=int, help="Total steps (also extends a resumed run).")
-@click.option("--lr", type=float, help="SGD learning rate.")
+@click.option("--lr", type=float, help="SGD learning rate (the peak, with a schedule).")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    help="constant [default], step (/10 from 2/3 of the iterations) or poly (to 0 at the end).",
+)
+@click.option("--warmup", type=int, help="Steps of linear learning-rate warm-up [0].")
 @click.option("--momentum", type=float, help="SGD momentum [0.99].")
 @click.option("--w0", type=float, help="Border weight of Eq. 2 [10]; 0 switches it off.")
 @click.option("--sigma", type=float, help="Border width of Eq. 2 in px [5].")
@@ -110,6 +117,8 @@ def command(
     batch_size,
     iterations,
     lr,
+    lr_schedule,
+    warmup,
     momentum,
     w0,
     sigma,
@@ -161,6 +170,8 @@ def command(
                 "batch_size": batch_size,
                 "iterations": iterations,
                 "lr": lr,
+                "lr_schedule": lr_schedule,
+                "warmup": warmup,
                 "momentum": momentum,
                 "val_every": val_every,
                 "checkpoint_every": checkpoint_every,

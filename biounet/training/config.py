@@ -19,6 +19,7 @@ from biounet.network.normalize import Normalization
 from biounet.network.unet import UNetConfig
 from biounet.plain import from_plain
 from biounet.training.augment import AugmentConfig
+from biounet.training.schedule import LR_SCHEDULES
 from biounet.training.weight_map import WeightMapConfig
 
 
@@ -68,6 +69,10 @@ class TrainConfig:
         Optimiser steps.
     lr : float
         SGD learning rate (not given in the paper; see docs/training.md).
+    lr_schedule : {'constant', 'step', 'poly'}
+        How the rate changes over the run (:mod:`biounet.training.schedule`).
+    warmup : int
+        Steps of linear warm-up of the rate (0: none).
     momentum : float
         0.99 in the paper.
     weight_decay : float
@@ -92,6 +97,8 @@ class TrainConfig:
     batch_size: int = 1
     iterations: int = 10000
     lr: float = 0.001
+    lr_schedule: str = "constant"
+    warmup: int = 0
     momentum: float = 0.99
     weight_decay: float = 0.0
     val_every: int = 250
@@ -109,6 +116,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError("need lr > 0, 0 <= momentum < 1 and weight_decay >= 0")
         self.model.output_size(self.input_size)  # raises, naming the nearest valid sizes

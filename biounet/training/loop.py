@@ -46,6 +46,7 @@ from biounet.training.config import TrainConfig, dump_config, format_duration
 from biounet.training.data import Sample, load_pairs
 from biounet.training.loss import weighted_cross_entropy
 from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, plot_log, truncate_log
+from biounet.training.schedule import learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,15 @@ def train(
             with runtime.autocast():
                 logits = net(x)
             loss = weighted_cross_entropy(logits, y, w)
+            rate = learning_rate(
+                step,
+                lr=config.lr,
+                iterations=config.iterations,
+                schedule=config.lr_schedule,
+                warmup=config.warmup,
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = rate
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -409,7 +419,7 @@ def train(
                         {
                             "step": step,
                             "loss": float(values.mean()),
-                            "lr": config.lr,
+                            "lr": rate,
                             "it_per_s": len(values) / (now - tick),
                             "seconds": elapsed + now - t0,
                         },
@@ -426,7 +436,10 @@ def train(
                     save_checkpoint(
                         run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
                     )
-                title = f"{run_dir.name}: {config.model.features} features, lr {config.lr}"
+                title = (
+                    f"{run_dir.name}: {config.model.features} features, "
+                    f"lr {config.lr} ({config.lr_schedule})"
+                )
                 plot_log(run_dir, title=title)
                 tick = time.perf_counter()
             if main and (step % config.checkpoint_every == 0 or last):

@@ -58,8 +58,9 @@ def weights_of(path):
     return load_checkpoint(path)["model_state"]
 
 
-def test_resume_equals_uninterrupted(tmp_path, data):
-    cfg = small_config(data, workers=1)
+@pytest.mark.parametrize("schedule", ["constant", "poly"])
+def test_resume_equals_uninterrupted(tmp_path, data, schedule):
+    cfg = small_config(data, workers=1, lr_schedule=schedule, warmup=2)
     rt = make_runtime("cpu")
     prepare_run(cfg, tmp_path / "a")
     train(cfg, tmp_path / "a", runtime=rt)
@@ -73,6 +74,24 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
+
+
+def test_each_step_uses_the_scheduled_rate(tmp_path, data):
+    from biounet.training.schedule import learning_rate
+
+    cfg = small_config(data, lr_schedule="poly", warmup=2, val_every=100)
+    prepare_run(cfg, tmp_path / "r")
+    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"))
+    logged = [(r["step"], r["lr"]) for r in read_log(tmp_path / "r") if "lr" in r]
+    want = [
+        (s, learning_rate(s, lr=0.05, iterations=6, schedule="poly", warmup=2))
+        for s in range(1, 7)
+    ]
+    assert [s for s, _ in logged] == [s for s, _ in want]
+    assert [r for _, r in logged] == pytest.approx([r for _, r in want])
+    assert logged[0][1] == pytest.approx(0.025) and logged[-1][1] < 0.05 / 5
+    optimizer = load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["optimizer"]
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(want[-1][1])
 
 
 def test_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same(tmp_path, data):
