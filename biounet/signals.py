@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from biounet.errors import Terminated
 
@@ -40,15 +40,8 @@ def terminate_as_interrupt(*, quiet_children: bool = False) -> Iterator[None]:
             signal.signal(signal.SIGCHLD, lambda *_: None)
         raise Terminated
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
+    with _handlers({signal.SIGTERM: handler}):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 #: The signals :func:`deferred_interrupts` holds back.
@@ -63,8 +56,9 @@ def deferred_interrupts() -> Iterator[None]:
 
     The handlers in force before the block (e.g. the one of
     :func:`terminate_as_interrupt`) see the signal once the block has
-    finished, as if it had arrived then. An exception raised by the block
-    itself wins: the held-back signal is still delivered after it.
+    finished, as if it had arrived then. If the block raises, the signal is
+    still delivered after it, and the handler's exception (``Terminated``,
+    ``KeyboardInterrupt``) takes the place of the block's.
 
     Outside the main thread signals cannot be handled; the block runs as it is.
     """
@@ -73,17 +67,28 @@ def deferred_interrupts() -> Iterator[None]:
     def hold(signum, frame):
         arrived.append(signum)
 
+    try:
+        with _handlers(dict.fromkeys(DEFERRED_SIGNALS, hold)):
+            yield
+    finally:  # the previous handlers are back in place
+        for signum in dict.fromkeys(arrived):  # each signal once, in order of arrival
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def _handlers(handlers: dict[int, Callable]) -> Iterator[None]:
+    """Install `handlers` (signal number -> function) while the block runs; restore after.
+
+    Outside the main thread signals cannot be handled: nothing is installed.
+    """
     previous = {}
     try:
-        for signum in DEFERRED_SIGNALS:
-            previous[signum] = signal.signal(signum, hold)
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        pass
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(arrived):  # each signal once, in order of arrival
-            signal.raise_signal(signum)
