@@ -68,7 +68,8 @@ class TrainConfig:
     iterations : int
         Optimiser steps.
     lr : float
-        SGD learning rate (not given in the paper; see docs/training.md).
+        SGD learning rate, the peak with a schedule (not given in the paper; 0.003 from
+        the recipe study in docs/training.md).
     lr_schedule : {'constant', 'step', 'poly'}
         How the rate changes over the run (:mod:`biounet.training.schedule`).
     warmup : int
@@ -96,7 +97,7 @@ class TrainConfig:
     input_size: int = 572
     batch_size: int = 1
     iterations: int = 10000
-    lr: float = 0.001
+    lr: float = 0.003
     lr_schedule: str = "constant"
     warmup: int = 0
     momentum: float = 0.99

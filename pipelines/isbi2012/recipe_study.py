@@ -82,6 +82,7 @@ def candidate_config(name: str, seed: int, data: Path, iterations: int) -> Train
     import yaml
 
     base = yaml.safe_load(BASE.read_text())
+    base.update(lr_schedule="constant", warmup=0)  # what a candidate does not say
     values = merged(base, CANDIDATES[name])
     width = values["model"]["features"]
     values.update(

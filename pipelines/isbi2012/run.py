@@ -5,9 +5,9 @@
 Stages, each skipped when its output exists (so an interrupted run resumes):
 
 1. train on slices 0-19 of the labelled training volume, validating on 20-23
-   (``train/full``); with ``--ablations`` also without the border term of the
-   weight map (``train/no_border``, w0 = 0) and without elastic deformation
-   (``train/no_elastic``);
+   (``train/full``); with ``--ablations`` (two more trainings) also without
+   the border term of the weight map (``train/no_border``, w0 = 0) and
+   without elastic deformation (``train/no_elastic``);
 2. predict slices 20-23 with each final model (no test-time averaging; the
    full model also with the 8 flips/rotations and with 7 rotations) and score
    them with the ISBI metrics (``eval/*.json``);
@@ -183,8 +183,9 @@ def main() -> None:
     parser.add_argument(
         "--ablations",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also train without the border term and without elastic deformation",
+        default=False,
+        help="also train without the border term and without elastic deformation "
+        "(two more trainings of the same length)",
     )
     parser.add_argument("--bundle", type=Path, help="also write the compact model here")
     args = parser.parse_args()

@@ -36,6 +36,7 @@ def test_each_candidate_is_the_base_recipe_with_its_changes(study, name, tmp_pat
     changes = study.CANDIDATES[name]
     assert cfg.lr == changes["lr"]
     assert cfg.lr_schedule == changes.get("lr_schedule", "constant")
+    assert cfg.warmup == changes.get("warmup", 0)
     width = changes.get("model", {}).get("features", 16)
     assert cfg.model.features == width
     assert cfg.iterations == 1000 * 16 // width  # wider networks: fewer, dearer steps
