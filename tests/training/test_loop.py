@@ -84,8 +84,7 @@ def test_each_step_uses_the_scheduled_rate(tmp_path, data):
     train(cfg, tmp_path / "r", runtime=make_runtime("cpu"))
     logged = [(r["step"], r["lr"]) for r in read_log(tmp_path / "r") if "lr" in r]
     want = [
-        (s, learning_rate(s, lr=0.05, iterations=6, schedule="poly", warmup=2))
-        for s in range(1, 7)
+        (s, learning_rate(s, lr=0.05, iterations=6, schedule="poly", warmup=2)) for s in range(1, 7)
     ]
     assert [s for s, _ in logged] == [s for s, _ in want]
     assert [r for _, r in logged] == pytest.approx([r for _, r in want])
