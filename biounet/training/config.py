@@ -19,7 +19,7 @@ from biounet.network.normalize import Normalization
 from biounet.network.unet import UNetConfig
 from biounet.plain import from_plain
 from biounet.training.augment import AugmentConfig
-from biounet.training.schedule import LR_SCHEDULES
+from biounet.training.schedule import check_schedule
 from biounet.training.weight_map import WeightMapConfig
 
 
@@ -117,10 +117,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
+        check_schedule(self.lr_schedule)
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:

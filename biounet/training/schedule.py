@@ -23,6 +23,12 @@ POLY_POWER = 0.9
 STEP_AT = 2 / 3
 
 
+def check_schedule(schedule: str) -> None:
+    """Raise ValueError unless `schedule` is one of :data:`LR_SCHEDULES`."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+
+
 def learning_rate(
     step: int, *, lr: float, iterations: int, schedule: str = "constant", warmup: int = 0
 ) -> float:
@@ -46,8 +52,7 @@ def learning_rate(
         The rate; ``poly`` gives `lr` * (1 - (step - 1) / iterations) ** 0.9,
         so the last step still moves the weights.
     """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+    check_schedule(schedule)
     done = (step - 1) / iterations  # fraction of the run before this step
     if schedule == "poly":
         rate = lr * max(0.0, 1.0 - done) ** POLY_POWER
