@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from biounet.plain import from_plain
 from biounet.training.elastic import control_displacements, displacement_field
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "AugmentConfig",
@@ -52,6 +55,8 @@ __all__ = [
     "displacement_field",
     "draw_transform",
     "tile_coordinates",
+    "sampling_grid",
+    "sample_tile",
     "apply_transform",
     "random_tile",
     "gray_curve",
@@ -178,10 +183,11 @@ class TileTransform:
     gray: tuple[float, float, float] | None = None
 
 
-def gray_curve(values: np.ndarray, black: float, mid: float, white: float) -> np.ndarray:
+def gray_curve(values: Any, black: float, mid: float, white: float) -> Any:
     """Piecewise-linear map through (0, black), (0.5, mid), (1, white), extended linearly.
 
-    Works in place on float `values` and returns them.
+    Works in place on float `values` (a NumPy array or a torch tensor, on any
+    device) and returns them.
 
     Examples
     --------
@@ -190,7 +196,7 @@ def gray_curve(values: np.ndarray, black: float, mid: float, white: float) -> np
     """
     low_slope, high_slope = 2.0 * (mid - black), 2.0 * (white - mid)
     values -= 0.5
-    below = np.minimum(values, 0.0)
+    below = values.clip(max=0.0)
     below *= low_slope - high_slope
     values *= high_slope
     values += below
@@ -321,14 +327,27 @@ def tile_coordinates(transform: TileTransform, size: int) -> np.ndarray:
     return out
 
 
-def _torch_grid(transform: TileTransform, size: int, shape: tuple[int, int]):
-    """The sampling grid of ``torch.nn.functional.grid_sample`` (align_corners=True)."""
-    import torch
+def sampling_grid(transform: TileTransform, size: int, shape: tuple[int, int]) -> np.ndarray:
+    """The sampling grid of ``torch.nn.functional.grid_sample`` (align_corners=True).
 
-    grid = np.empty((1, size, size, 2), np.float32)  # (x, y) in [-1, 1] inside the image
+    Parameters
+    ----------
+    transform : TileTransform
+    size : int
+        Side of the input tile.
+    shape : tuple of int
+        (M, N) of the image the tile is cut from.
+
+    Returns
+    -------
+    ndarray of shape (size, size, 2), float32
+        (x, y) source coordinates scaled to [-1, 1] inside the image
+        (:func:`tile_coordinates`, rescaled); points outside are mirrored.
+    """
+    grid = np.empty((size, size, 2), np.float32)
     scale = (2.0 / (shape[0] - 1), 2.0 / (shape[1] - 1))
-    _source_points(transform, size, grid[0, ..., 1], grid[0, ..., 0], scale)
-    return torch.from_numpy(grid)
+    _source_points(transform, size, grid[..., 1], grid[..., 0], scale)
+    return grid
 
 
 _MODES = {0: "nearest", 1: "bilinear", 3: "bicubic"}
@@ -347,6 +366,58 @@ def _check_sizes(image: np.ndarray, classes, weights, input_size: int, output_si
         )
 
 
+def sample_tile(
+    image: torch.Tensor,
+    classes: torch.Tensor,
+    weights: torch.Tensor,
+    grid: torch.Tensor,
+    gray: tuple[float, float, float] | None,
+    *,
+    output_size: int,
+    config: AugmentConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Resample one tile on the device its tensors are on (step 3 and 4 above).
+
+    The worker path (:func:`apply_transform`) and the on-device path of
+    training on a GPU (:class:`biounet.training.tiles.DeviceTiles`) both
+    cut their tiles here, so the two give the same tiles.
+
+    Parameters
+    ----------
+    image : Tensor of shape (C, M, N), float32
+    classes : Tensor of shape (M, N), float32
+        Class indices as floats (sampled with nearest neighbour).
+    weights : Tensor of shape (M, N), float32
+    grid : Tensor of shape (S, S, 2), float32
+        :func:`sampling_grid` of the tile, S the input size.
+    gray : tuple of float or None
+        The grey curve's ``(black, mid, white)``.
+    output_size : int
+    config : AugmentConfig
+        Supplies the interpolation orders.
+
+    Returns
+    -------
+    image_tile : Tensor of shape (C, S, S), float32
+    target_tile : Tensor of shape (output_size, output_size), int64
+    weight_tile : Tensor of shape (output_size, output_size), float32
+    """
+    from torch.nn.functional import grid_sample
+
+    # reflection about the edge pixels' centres (align_corners=True) = mirroring
+    options = {"padding_mode": "reflection", "align_corners": True}
+    grid = grid[None]
+    tile = grid_sample(image[None], grid, mode=_MODES[config.image_order], **options)[0]
+    if gray is not None:
+        gray_curve(tile, *gray)
+    h = (grid.shape[1] - output_size) // 2
+    inner = grid[:, h : h + output_size, h : h + output_size].contiguous()
+    target = grid_sample(classes[None, None], inner, mode="nearest", **options)[0, 0]
+    mode = _MODES[config.weight_order]
+    weight = grid_sample(weights[None, None], inner, mode=mode, **options)[0, 0]
+    return tile, target.long(), weight
+
+
 def apply_transform(
     image: np.ndarray,
     classes: np.ndarray,
@@ -363,25 +434,19 @@ def apply_transform(
     interpolation orders.
     """
     import torch
-    from torch.nn.functional import grid_sample
 
     _check_sizes(image, classes, weights, input_size, output_size)
-    shape = image.shape[-2:]
-    grid = _torch_grid(transform, input_size, shape)
-    # reflection about the edge pixels' centres (align_corners=True) = mirroring
-    options = {"padding_mode": "reflection", "align_corners": True}
-    source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-    tile = grid_sample(source, grid, mode=_MODES[config.image_order], **options)[0].numpy()
-    if transform.gray is not None:
-        gray_curve(tile, *transform.gray)
-    h = (input_size - output_size) // 2
-    inner = grid[:, h : h + output_size, h : h + output_size].contiguous()
-    labels = torch.from_numpy(np.asarray(classes, dtype=np.float32))[None, None]
-    target = grid_sample(labels, inner, mode="nearest", **options)[0, 0].numpy()
-    values = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))[None, None]
-    mode = _MODES[config.weight_order]
-    weight = grid_sample(values, inner, mode=mode, **options)[0, 0].numpy()
-    return tile, target.astype(np.int64), weight
+    grid = torch.from_numpy(sampling_grid(transform, input_size, image.shape[-2:]))
+    tile, target, weight = sample_tile(
+        torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+        torch.from_numpy(np.asarray(classes, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+        grid,
+        transform.gray,
+        output_size=output_size,
+        config=config,
+    )
+    return tile.numpy(), target.numpy(), weight.numpy()
 
 
 def random_tile(

@@ -22,6 +22,8 @@ from biounet.training.augment import AugmentConfig
 from biounet.training.schedule import check_schedule
 from biounet.training.weight_map import WeightMapConfig
 
+AUGMENT_ON = ("auto", "workers", "device")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -83,6 +85,13 @@ class TrainConfig:
         Seeds the sample sequence, the initial weights and dropout.
     workers : int
         DataLoader worker processes preparing tiles while the network runs.
+    augment_on : {'auto', 'workers', 'device'}
+        Where tiles are resampled. ``workers``: whole tiles in the DataLoader
+        workers (the CPU). ``device``: the workers draw the random choices and
+        the sampling grid only; images, classes and weight maps stay on the
+        training device, which cuts the tiles (no tile crosses the PCIe bus).
+        ``auto``: ``device`` on CUDA, ``workers`` on the CPU. Both give the
+        same tiles (:mod:`biounet.training.tiles`).
     time_limit : float or str, optional
         Train at most this long per call (seconds, or ``"90m"``, ``"2h"``,
         ``"1h30m"``), then stop cleanly with a checkpoint; ``--resume``
@@ -107,6 +116,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     workers: int = 1
+    augment_on: str = "auto"
     time_limit: float | str | None = None  # a text such as "2h" becomes seconds
 
     def __post_init__(self) -> None:
@@ -117,6 +127,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.augment_on not in AUGMENT_ON:
+            raise ValueError(
+                f"augment_on must be one of {', '.join(AUGMENT_ON)}, got {self.augment_on!r}"
+            )
         check_schedule(self.lr_schedule)
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")

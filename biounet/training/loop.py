@@ -47,47 +47,13 @@ from biounet.training.data import Sample, load_pairs
 from biounet.training.loss import weighted_cross_entropy
 from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, plot_log, truncate_log
 from biounet.training.schedule import learning_rate
+from biounet.training.tiles import DeviceTiles, TileDataset, tiles_on_device
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
 LATEST = "latest.pt"
 BEST = "best.pt"
-
-
-class TileDataset(torch.utils.data.Dataset):
-    """Augmented training tiles; item ``g`` is drawn with ``default_rng([seed, g])``.
-
-    Parameters
-    ----------
-    images : list of ndarray of shape (C, M, N), float32
-        Normalised training images.
-    targets : list of biounet.training.weight_map.Target
-        Their classes and weight maps.
-    config : TrainConfig
-    """
-
-    def __init__(self, images: list[np.ndarray], targets: list[Any], config: TrainConfig):
-        self.images, self.targets, self.config = images, targets, config
-        areas = np.array([t.classes.size for t in targets], dtype=np.float64)
-        self.p = areas / areas.sum()  # every pixel equally likely to be in a tile
-
-    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from biounet.training.augment import random_tile
-
-        rng = np.random.default_rng([self.config.seed, g])
-        k = int(rng.choice(len(self.images), p=self.p))
-        t = self.targets[k]
-        x, y, w = random_tile(
-            self.images[k],
-            t.classes,
-            t.weights,
-            input_size=self.config.input_size,
-            output_size=self.config.output_size,
-            rng=rng,
-            config=self.config.augment,
-        )
-        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
 
 
 class _Indices(torch.utils.data.Sampler):
@@ -351,8 +317,10 @@ def train(
     _move_optimizer_state(optimizer, runtime.device)
     net = ddp.wrap(model, runtime) if world > 1 else model
     stop = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
+    on_device = tiles_on_device(config, runtime)
+    cut = DeviceTiles(images, targets, config, runtime.device) if on_device else None
     loader = torch.utils.data.DataLoader(
-        TileDataset(images, targets, config),
+        TileDataset(images, targets, config, plans=on_device),
         batch_size=config.batch_size,
         sampler=_Indices(start, stop, config.batch_size, rank, world),
         num_workers=config.workers,
@@ -365,14 +333,17 @@ def train(
         log.info(
             f"training {len(train_set)} image(s), validating on {len(val_set)}; "
             f"steps {start} -> {stop} of {config.iterations}; {runtime.describe()}"
+            + ("; tiles cut on the device" if on_device else "")
             + (f"; {world} ranks" if world > 1 else "")
         )
     with _bar(start, stop, progress and main) as bar:  # closed also on an interrupt
         t0, window, loss_value, step = time.perf_counter(), [], math.nan, start
         tick = time.perf_counter()
-        for step, (x, y, w) in enumerate(loader, start + 1):
+        for step, batch in enumerate(loader, start + 1):
             net.train()
-            x, y, w = runtime.tensor(x), y.to(runtime.device), w.to(runtime.device)
+            x, y, w = cut(batch) if cut is not None else batch
+            x = runtime.tensor(x)
+            y, w = y.to(runtime.device, non_blocking=True), w.to(runtime.device, non_blocking=True)
             with runtime.autocast():
                 logits = net(x)
             loss = weighted_cross_entropy(logits, y, w)

@@ -87,3 +87,17 @@ def test_default_window_grows_with_budget():
 def test_channel_mismatch(rng, net):
     with pytest.raises(ValueError, match="2 channel"):
         predict(rng.random((2, 40, 40)), net, axes="CYX")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision, tol", [("fp32", 2e-3), ("bf16", 5e-2)])
+def test_cuda_tiled_prediction_matches_the_whole_image_on_the_cpu(rng, precision, tol):
+    from biounet.device import make_runtime
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(features=8, depth=3)).eval()
+    image = rng.integers(0, 256, (300, 333)).astype(np.uint8)
+    whole = predict_whole(image[None], model)  # float32 on the CPU
+    tiled = predict(image, model, window=124, runtime=make_runtime("cuda", precision))
+    assert tiled.shape == (1, *whole.shape)
+    assert np.abs(tiled[0] - whole).max() < tol  # TF32 / bf16 arithmetic, no seams

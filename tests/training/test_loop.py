@@ -15,8 +15,9 @@ from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.augment import AugmentConfig
 from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
-from biounet.training.loop import TileDataset, prepare_run, train
+from biounet.training.loop import prepare_run, train
 from biounet.training.runlog import read_log
+from biounet.training.tiles import TileDataset
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,33 @@ def test_resume_equals_uninterrupted(tmp_path, data, schedule):
     log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
+
+
+def test_tiles_cut_on_the_device_train_the_same_model(tmp_path, data, caplog):
+    """augment_on=device (the CUDA default), run on the CPU: the same weights, bit for bit."""
+    rt = make_runtime("cpu")
+    for where in ("workers", "device"):
+        cfg = small_config(data, workers=1, augment_on=where, iterations=4)
+        prepare_run(cfg, tmp_path / where)
+        with caplog.at_level("INFO", logger="biounet.training.loop"):
+            caplog.clear()
+            train(cfg, tmp_path / where, runtime=rt)
+        assert ("tiles cut on the device" in caplog.text) == (where == "device")
+    a = weights_of(tmp_path / "workers" / "latest.pt")
+    b = weights_of(tmp_path / "device" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_with_amp_and_device_tiles(tmp_path, data, caplog):
+    rt = make_runtime("cuda")
+    cfg = small_config(data, workers=1, iterations=4)
+    prepare_run(cfg, tmp_path / "r")
+    with caplog.at_level("INFO", logger="biounet.training.loop"):
+        summary = train(cfg, tmp_path / "r", runtime=rt)
+    assert summary.steps == 4 and np.isfinite(summary.last_loss)
+    assert "tiles cut on the device" in caplog.text and "bf16" in caplog.text
+    assert UNet.from_checkpoint(tmp_path / "r" / "latest.pt").config == cfg.model
 
 
 def test_each_step_uses_the_scheduled_rate(tmp_path, data):
