@@ -199,12 +199,14 @@ def bench_predict(runtime, *, features: int, size: int) -> dict:
     image, _ = touching_cells(
         (size, size), n_cells=size * size // 4000, rng=np.random.default_rng(1)
     )
+    print(f"predict: warm-up, then {size}x{size}, then the seam check", flush=True)
     predict(image[:700, :700], model, runtime=runtime)  # warm-up
     sync(runtime.device)
     t = time.perf_counter()
     prob = predict(image, model, runtime=runtime)
     sync(runtime.device)
     seconds = time.perf_counter() - t
+    print(f"predict {size}x{size}: {seconds:.2f} s", flush=True)
     crop = image[:1024, :1024]
     tiled = predict(crop, model, runtime=make_runtime(str(runtime.device), "fp32"))
     whole = predict_whole(crop[None], model.cpu())

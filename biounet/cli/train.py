@@ -70,6 +70,11 @@ from biounet.training.schedule import LR_SCHEDULES
 )
 @click.option("--warmup", type=int, help="Steps of linear learning-rate warm-up [0].")
 @click.option("--momentum", type=float, help="SGD momentum [0.99].")
+@click.option(
+    "--ema",
+    type=float,
+    help="Weight averaging: EMA decay; checkpoints hold the average [0.999; 0: off].",
+)
 @click.option("--w0", type=float, help="Border weight of Eq. 2 [10]; 0 switches it off.")
 @click.option("--sigma", type=float, help="Border width of Eq. 2 in px [5].")
 @click.option(
@@ -120,6 +125,7 @@ def command(
     lr_schedule,
     warmup,
     momentum,
+    ema,
     w0,
     sigma,
     annotated_margin,
@@ -173,6 +179,7 @@ def command(
                 "lr_schedule": lr_schedule,
                 "warmup": warmup,
                 "momentum": momentum,
+                "ema": ema,
                 "val_every": val_every,
                 "checkpoint_every": checkpoint_every,
                 "seed": seed,

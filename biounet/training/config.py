@@ -79,6 +79,11 @@ class TrainConfig:
     momentum : float
         0.99 in the paper.
     weight_decay : float
+    ema : float
+        Weight averaging: the decay of an exponential moving average of the
+        weights (0: off; 0.999, the default, averages about the last 1000
+        steps). Validation and the checkpoints' models use the average
+        (:mod:`biounet.training.averaging`).
     val_every, checkpoint_every, log_every : int
         In steps.
     seed : int
@@ -111,6 +116,7 @@ class TrainConfig:
     warmup: int = 0
     momentum: float = 0.99
     weight_decay: float = 0.0
+    ema: float = 0.999
     val_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 10
@@ -134,6 +140,8 @@ class TrainConfig:
         check_schedule(self.lr_schedule)
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError("need lr > 0, 0 <= momentum < 1 and weight_decay >= 0")
         self.model.output_size(self.input_size)  # raises, naming the nearest valid sizes

@@ -41,6 +41,7 @@ from biounet.network.decision import DecisionRule
 from biounet.network.normalize import normalize
 from biounet.network.unet import UNet, first_mismatch
 from biounet.training import ddp
+from biounet.training.averaging import WeightAverage
 from biounet.training.calibrate import calibrate, objective
 from biounet.training.config import TrainConfig, dump_config, format_duration
 from biounet.training.data import Sample, load_pairs
@@ -153,17 +154,20 @@ def _train_state(
     best: dict[str, float],
     config: TrainConfig,
     scaler: Any,
+    raw: UNet | None,
 ) -> dict[str, Any]:
-    return {
-        "train_state": {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "best": best,
-            "config": config.to_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-        }
+    """The training state of a checkpoint; `raw`: the trained weights when the model is an average."""
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "best": best,
+        "config": config.to_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
     }
+    if raw is not None:
+        state["raw_model"] = {k: v.detach().to("cpu") for k, v in raw.state_dict().items()}
+    return {"train_state": state}
 
 
 #: The files of a run's record; ``--overwrite`` removes them (and only them).
@@ -309,11 +313,15 @@ def train(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     scaler = torch.amp.GradScaler("cuda") if runtime.amp_dtype == torch.float16 else None
+    averaged_state = None
     if resume:
-        start, best = _restore(run_dir, model, optimizer, scaler)
+        start, best, averaged_state = _restore(run_dir, model, optimizer, scaler)
         if main:
             elapsed = truncate_log(run_dir, start)
     model = runtime.prepare(model)
+    average = WeightAverage(model, config.ema, averaged_state) if config.ema else None
+    shipped = average.model if average is not None else model  # validated and saved
+    raw = model if average is not None else None
     _move_optimizer_state(optimizer, runtime.device)
     net = ddp.wrap(model, runtime) if world > 1 else model
     stop = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
@@ -364,6 +372,8 @@ def train(
             else:
                 loss.backward()
                 optimizer.step()
+            if average is not None:
+                average.update(model, step)
             window.append(loss.detach())  # no host synchronisation per step
             bar.update(1)
             at_log = step % config.log_every == 0 or step == stop
@@ -397,15 +407,20 @@ def train(
                     )
                 window, tick = [], now
             if main and val_set and (step % config.val_every == 0 or last):
-                scores, model.decision = validate(
-                    model, val_images, val_truth, runtime, config.data.label_kind
+                scores, shipped.decision = validate(
+                    shipped, val_images, val_truth, runtime, config.data.label_kind
                 )
-                rule = {"threshold": model.decision.threshold, "min_size": model.decision.min_size}
+                rule = {
+                    "threshold": shipped.decision.threshold,
+                    "min_size": shipped.decision.min_size,
+                }
                 append_log(run_dir, {"step": step, **scores, "decision": rule})
                 if is_improvement(select_by, scores[select_by], best.get(select_by)):
                     best = {"step": step, **scores}
                     save_checkpoint(
-                        run_dir / BEST, model, **_train_state(step, optimizer, best, config, scaler)
+                        run_dir / BEST,
+                        shipped,
+                        **_train_state(step, optimizer, best, config, scaler, raw),
                     )
                 title = (
                     f"{run_dir.name}: {config.model.features} features, "
@@ -415,7 +430,9 @@ def train(
                 tick = time.perf_counter()
             if main and (step % config.checkpoint_every == 0 or last):
                 save_checkpoint(
-                    run_dir / LATEST, model, **_train_state(step, optimizer, best, config, scaler)
+                    run_dir / LATEST,
+                    shipped,
+                    **_train_state(step, optimizer, best, config, scaler, raw),
                 )
             if out_of_time:
                 if main:
@@ -456,7 +473,12 @@ def _targets(config: TrainConfig, samples: list[Sample], run_dir: Path) -> list[
 
 def _restore(
     run_dir: Path, model: UNet, optimizer: torch.optim.Optimizer, scaler: Any
-) -> tuple[int, dict[str, float]]:
+) -> tuple[int, dict[str, float], dict[str, Any] | None]:
+    """Load the run's latest state into `model` (the trained weights) and `optimizer`.
+
+    Returns the step, the best scores so far, and the averaged weights when
+    the run keeps a weight average (else None).
+    """
     path = run_dir / LATEST
     if not path.exists():
         raise BiounetError(f"{run_dir}: no {LATEST} to resume from")
@@ -464,8 +486,9 @@ def _restore(
     state = ckpt.get("train_state")
     if not state:
         raise BiounetError(f"{path}: holds no training state")
+    averaged = ckpt["model_state"] if "raw_model" in state else None
     try:
-        model.load_state_dict(ckpt["model_state"])
+        model.load_state_dict(state.get("raw_model", ckpt["model_state"]))
     except RuntimeError as exc:
         raise BiounetError(
             f"{path}: does not fit this run's model ({first_mismatch(exc)})"
@@ -475,7 +498,7 @@ def _restore(
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), dict(state["best"])
+    return int(state["step"]), dict(state["best"]), averaged
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

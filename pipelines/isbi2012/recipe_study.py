@@ -59,6 +59,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "warmup": 100,
         "weights": {"class_weights": "none"},
     },
+    # weight averaging, added after the study (docs/training.md#weight-averaging); not run
+    "constant_0.003_ema": {"lr": 0.003, "ema": 0.999},
     "poly_0.003_width32": {
         "lr": 0.003,
         "lr_schedule": "poly",
@@ -82,7 +84,7 @@ def candidate_config(name: str, seed: int, data: Path, iterations: int) -> Train
     import yaml
 
     base = yaml.safe_load(BASE.read_text())
-    base.update(lr_schedule="constant", warmup=0)  # what a candidate does not say
+    base.update(lr_schedule="constant", warmup=0, ema=0.0)  # what a candidate does not say
     values = merged(base, CANDIDATES[name])
     width = values["model"]["features"]
     values.update(

@@ -27,7 +27,9 @@ def test_merged_changes_nested_values_only_where_given(study):
     assert base["model"]["features"] == 16  # the base is not changed
 
 
-@pytest.mark.parametrize("name", ["constant_0.001", "poly_0.003_unbalanced", "poly_0.003_width32"])
+@pytest.mark.parametrize(
+    "name", ["constant_0.001", "poly_0.003_unbalanced", "poly_0.003_width32", "constant_0.003_ema"]
+)
 def test_each_candidate_is_the_base_recipe_with_its_changes(study, name, tmp_path):
     cfg = study.candidate_config(name, seed=2, data=tmp_path, iterations=1000)
     assert isinstance(cfg, TrainConfig) and cfg.seed == 2
@@ -41,6 +43,7 @@ def test_each_candidate_is_the_base_recipe_with_its_changes(study, name, tmp_pat
     assert cfg.model.features == width
     assert cfg.iterations == 1000 * 16 // width  # wider networks: fewer, dearer steps
     assert cfg.weights.class_weights == changes.get("weights", {}).get("class_weights", "balanced")
+    assert cfg.ema == changes.get("ema", 0.0)  # the study's runs had no weight averaging
 
 
 def test_every_candidate_builds_a_valid_config(study, tmp_path):

@@ -59,9 +59,9 @@ def weights_of(path):
     return load_checkpoint(path)["model_state"]
 
 
-@pytest.mark.parametrize("schedule", ["constant", "poly"])
-def test_resume_equals_uninterrupted(tmp_path, data, schedule):
-    cfg = small_config(data, workers=1, lr_schedule=schedule, warmup=2)
+@pytest.mark.parametrize("schedule, ema", [("constant", 0.0), ("poly", 0.0), ("constant", 0.9)])
+def test_resume_equals_uninterrupted(tmp_path, data, schedule, ema):
+    cfg = small_config(data, workers=1, lr_schedule=schedule, warmup=2, ema=ema)
     rt = make_runtime("cpu")
     prepare_run(cfg, tmp_path / "a")
     train(cfg, tmp_path / "a", runtime=rt)
@@ -72,6 +72,10 @@ def test_resume_equals_uninterrupted(tmp_path, data, schedule):
     assert second.steps == 6
     a, b = weights_of(tmp_path / "a" / "latest.pt"), weights_of(tmp_path / "b" / "latest.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    if ema:  # the trained weights, kept for resuming, are equal too
+        raw_a = load_checkpoint(tmp_path / "a" / "latest.pt")["train_state"]["raw_model"]
+        raw_b = load_checkpoint(tmp_path / "b" / "latest.pt")["train_state"]["raw_model"]
+        assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
     log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [eval_step(x) for x in log_a] == [eval_step(x) for x in log_b]
@@ -102,6 +106,26 @@ def test_cuda_training_with_amp_and_device_tiles(tmp_path, data, caplog):
     assert summary.steps == 4 and np.isfinite(summary.last_loss)
     assert "tiles cut on the device" in caplog.text and "bf16" in caplog.text
     assert UNet.from_checkpoint(tmp_path / "r" / "latest.pt").config == cfg.model
+
+
+def test_checkpoints_hold_the_moving_average_of_the_weights(tmp_path, data):
+    cfg = small_config(data, ema=0.75, iterations=2, checkpoint_every=1, val_every=1)
+    rt = make_runtime("cpu")
+    torch.manual_seed(cfg.seed)
+    w0 = UNet(cfg.model, cfg.normalization).state_dict()  # the loop's initial weights
+    prepare_run(cfg, tmp_path / "r")
+    average = {k: v.clone() for k, v in w0.items()}
+    for step in (1, 2):  # one step per call: each step's weights are in the checkpoint
+        train(cfg, tmp_path / "r", runtime=rt, stop_after=1, resume=step > 1)
+        ckpt = load_checkpoint(tmp_path / "r" / "latest.pt")
+        raw = ckpt["train_state"]["raw_model"]
+        assert not all(torch.equal(raw[k], average[k]) for k in raw)  # training moved them
+        decay = min(0.75, (1 + step) / (10 + step))  # 2/11, then 3/12
+        for k in average:  # a <- a + (1 - d) (w - a)
+            average[k] += (1 - decay) * (raw[k] - average[k])
+            torch.testing.assert_close(ckpt["model_state"][k], average[k], rtol=1e-6, atol=1e-7)
+    net = UNet.from_checkpoint(tmp_path / "r" / "latest.pt")  # predicts with the average
+    assert torch.equal(net.state_dict()["head.bias"], ckpt["model_state"]["head.bias"])
 
 
 def test_each_step_uses_the_scheduled_rate(tmp_path, data):
@@ -267,9 +291,13 @@ def test_cli_train_and_resume(tmp_path, data):
         "--no-progress",
         "--device",
         "cpu",
+        "--ema",
+        "0.9",
     )
     assert r.exit_code == 0, r.output
     assert "2 steps" in r.output and "best validation at step 2: SEG " in r.output
+    assert load_config(tmp_path / "r" / "config.yaml").ema == 0.9
+    assert "raw_model" in load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]
     r = _run("train", "--resume", tmp_path / "r", "--iterations", "3", "--no-progress")
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 3
