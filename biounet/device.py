@@ -1,8 +1,9 @@
 """Device and precision: the one place that decides where and how tensors run.
 
 ``--device auto|cpu|cuda|cuda:N`` and ``--precision auto|fp32|bf16|fp16`` map
-to a :class:`Runtime`. Mixed precision (AMP) is used only on CUDA; on the CPU
-everything runs in float32. ``channels_last`` memory format is used where it
+to a :class:`Runtime`. Mixed precision (AMP) is the default on CUDA; on the CPU
+everything runs in float32 unless bf16 is asked for (on CPUs with native
+bfloat16 arithmetic). ``channels_last`` memory format is used where it
 helps (CUDA tensor cores, oneDNN convolutions on the CPU).
 """
 
@@ -70,11 +71,11 @@ class Runtime:
 
     def describe(self) -> str:
         """Short text such as ``cuda:0 (NVIDIA H100, bf16)`` or ``cpu (float32, 2 threads)``."""
+        prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "float32")
         if self.is_cuda:
             name = torch.cuda.get_device_name(self.device)
-            prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "float32")
             return f"{self.device} ({name}, {prec})"
-        return f"cpu (float32, {torch.get_num_threads()} threads)"
+        return f"cpu ({prec}, {torch.get_num_threads()} threads)"
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -143,13 +144,33 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
 
 
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX-BF16; Linux).
+
+    oneDNN then runs bf16 convolutions about twice as fast as float32 ones;
+    without these instructions it emulates them, slower than float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def make_runtime(
     device: str = "auto", precision: Precision = "auto", *, channels_last: bool = True
 ) -> Runtime:
     """Resolve a device and a precision into a :class:`Runtime`.
 
     ``precision="auto"`` means bf16 on CUDA devices that support it, fp16 on
-    older ones, float32 on the CPU. bf16 or fp16 on the CPU is an error.
+    older ones, float32 on the CPU. On the CPU, bf16 (autocast through oneDNN)
+    is opt-in and needs native bfloat16 arithmetic (:func:`cpu_has_bf16`): it
+    about halves the time of a forward pass on such CPUs, with probabilities
+    that differ from float32 by about 1e-2. fp16 on the CPU is an error.
 
     Examples
     --------
@@ -161,9 +182,14 @@ def make_runtime(
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise BiounetError(f"--precision {precision}: expected auto, fp32, bf16 or fp16")
     if dev.type != "cuda":
-        if precision in ("bf16", "fp16"):
-            raise BiounetError(f"--precision {precision}: mixed precision needs a CUDA device")
-        return Runtime(dev, None, channels_last)
+        if precision == "fp16":
+            raise BiounetError("--precision fp16: needs a CUDA device (on the CPU: bf16 or fp32)")
+        if precision == "bf16" and not cpu_has_bf16():
+            raise BiounetError(
+                "--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or "
+                "AMX), so bf16 would be slower than fp32; use fp32"
+            )
+        return Runtime(dev, torch.bfloat16 if precision == "bf16" else None, channels_last)
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     amp = None if precision == "fp32" else _DTYPES[precision]

@@ -31,7 +31,33 @@ def test_bad_specs():
         with pytest.raises(BiounetError, match="--device"):
             resolve_device(spec)
     with pytest.raises(BiounetError, match="needs a CUDA device"):
+        make_runtime("cpu", "fp16")
+
+
+def test_bf16_on_the_cpu_only_with_native_bfloat16(monkeypatch, rng):
+    import numpy as np
+
+    from biounet import device
+    from biounet.inference.predictor import predict
+    from biounet.network.unet import UNet, UNetConfig
+
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    with pytest.raises(BiounetError, match="no native bfloat16 arithmetic"):
         make_runtime("cpu", "bf16")
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)  # emulated where absent: slow
+    rt = make_runtime("cpu", "bf16")
+    assert rt.amp_dtype == torch.bfloat16 and "bf16" in rt.describe()
+    with rt.autocast():
+        assert rt.prepare(torch.nn.Conv2d(1, 2, 3))(rt.tensor(torch.rand(1, 1, 8, 8))).dtype == (
+            torch.bfloat16
+        )
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(features=4, depth=2)).eval()
+    image = rng.integers(0, 256, (60, 70)).astype(np.uint8)
+    low = predict(image, net, runtime=rt)
+    full = predict(image, net, runtime=make_runtime("cpu"))
+    assert low.dtype == np.float32 and low.shape == full.shape
+    assert 0 < np.abs(low - full).max() < 0.05  # rounded, not a different function
 
 
 def test_prepare_and_tensor_channels_last():

@@ -116,7 +116,7 @@ OUTPUT = OutputOptions()
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="Mixed precision on CUDA only.",
+    help="auto: bf16 (else fp16) on CUDA, fp32 on the CPU; bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option(
     "--compression",
