@@ -116,7 +116,8 @@ OUTPUT = OutputOptions()
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="auto: bf16 (else fp16) on CUDA, fp32 on the CPU; bf16 on the CPU needs AVX512-BF16 or AMX.",
+    help="auto: bf16 (else fp16) on CUDA, fp32 on the CPU; "
+    "bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option(
     "--compression",

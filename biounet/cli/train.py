@@ -99,7 +99,8 @@ from biounet.training.schedule import LR_SCHEDULES
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="auto: bf16 (else fp16) on CUDA, fp32 on the CPU; bf16 on the CPU needs AVX512-BF16 or AMX.",
+    help="auto: bf16 (else fp16) on CUDA, fp32 on the CPU; "
+    "bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True)

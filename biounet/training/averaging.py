@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from biounet.network.unet import UNet
@@ -44,6 +43,7 @@ class WeightAverage:
 
     Examples
     --------
+    >>> import torch
     >>> from biounet.network.unet import UNetConfig
     >>> net = UNet(UNetConfig(features=2, depth=1))
     >>> avg = WeightAverage(net, 0.5)

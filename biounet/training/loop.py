@@ -156,7 +156,7 @@ def _train_state(
     scaler: Any,
     raw: UNet | None,
 ) -> dict[str, Any]:
-    """The training state of a checkpoint; `raw`: the trained weights when the model is an average."""
+    """A checkpoint's training state; `raw`: the trained weights when the model is an average."""
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
