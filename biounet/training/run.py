@@ -112,8 +112,18 @@ def run_training(
         raise
 
 
-#: What a resumed run may change: when it stops and how often it reports.
-RESUMABLE_CHANGES = ("iterations", "val_every", "checkpoint_every", "log_every", "workers")
+#: What a resumed run may change: when it stops, how often it reports, and what
+#: leaves the trained weights' trajectory as it is (where tiles are cut: the same
+#: tiles; weight averaging: only what is validated and saved).
+RESUMABLE_CHANGES = (
+    "iterations",
+    "val_every",
+    "checkpoint_every",
+    "log_every",
+    "workers",
+    "augment_on",
+    "ema",
+)
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

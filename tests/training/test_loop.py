@@ -298,10 +298,13 @@ def test_cli_train_and_resume(tmp_path, data):
     assert "2 steps" in r.output and "best validation at step 2: SEG " in r.output
     assert load_config(tmp_path / "r" / "config.yaml").ema == 0.9
     assert "raw_model" in load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]
-    r = _run("train", "--resume", tmp_path / "r", "--iterations", "3", "--no-progress")
+    r = _run(
+        "train", "--resume", tmp_path / "r", "--iterations", "3", "--ema", "0.5", "--no-progress"
+    )
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 3
-    assert load_config(tmp_path / "r" / "config.yaml").iterations == 3
+    resumed = load_config(tmp_path / "r" / "config.yaml")
+    assert resumed.iterations == 3 and resumed.ema == 0.5  # averaging may change on resume
 
 
 @pytest.mark.parametrize(
