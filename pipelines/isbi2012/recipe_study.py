@@ -115,8 +115,13 @@ def score(run: Path, images: np.ndarray, truth: np.ndarray, runtime) -> dict[str
 def study_one(
     name: str, seed: int, args: argparse.Namespace, images: np.ndarray, truth: np.ndarray
 ) -> Path:
-    """Train one candidate in chunks of `args.every` steps, scoring after each chunk."""
-    runtime = make_runtime(args.device)
+    """Train one candidate in chunks of `args.every` steps, scoring after each chunk.
+
+    Training runs in `args.precision`; scoring always in the device's default
+    precision, so candidates trained in different precisions are scored alike.
+    """
+    runtime = make_runtime(args.device, args.precision)
+    scoring = make_runtime(args.device)
     config = candidate_config(name, seed, args.data, args.iterations)
     run = args.out / f"{name}_s{seed}"
     done = run / "scores.jsonl"
@@ -135,7 +140,7 @@ def study_one(
         record = {
             "step": step,
             "minutes": training_seconds(read_log(run)) / 60,
-            **score(run, images, truth, runtime),
+            **score(run, images, truth, scoring),
         }
         with done.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -227,6 +232,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1500, help="steps at width 16 [1500]")
     parser.add_argument("--every", type=int, default=250, help="score every N steps [250]")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision", default="auto", help="of training: auto, fp32, bf16, fp16 [auto]"
+    )
     parser.add_argument("--report-only", action="store_true", help="only the table and figure")
     parser.add_argument("--figure", type=Path, help="write the figure here [OUT/recipe.png]")
     args = parser.parse_args()
