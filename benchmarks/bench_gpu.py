@@ -59,21 +59,13 @@ def matmul_tflops(runtime, n: int = 8192, repeats: int = 10) -> float:
 
 
 def training_data(isbi_dir: Path, config) -> tuple[list[np.ndarray], list, str]:
-    """Normalised training images and their targets: ISBI slices 0-19, else synthetic."""
-    from biounet.network.normalize import normalize
-    from biounet.synthetic import touching_cells
-    from biounet.training.data import load_pairs
+    """Training images scaled to [0, 1] and their targets: ISBI slices 0-19, else synthetic."""
+    from bench_train import load_data  # the same slices (or synthetic cells) as bench_train
+
     from biounet.training.weight_map import weight_maps
 
-    volume, labels = isbi_dir / "train-volume.tif", isbi_dir / "train-labels.tif"
-    if volume.is_file() and labels.is_file():
-        samples = load_pairs(volume, labels, label_kind="binary")[:20]
-        images = [normalize(s.image, config.normalization) for s in samples]
-        return images, weight_maps([s.instances for s in samples], config.weights), str(isbi_dir)
-    rng = np.random.default_rng(0)
-    made = [touching_cells((512, 512), n_cells=160, radius=(30, 60), rng=rng) for _ in range(4)]
-    images = [(image[None] / 255).astype(np.float32) for image, _ in made]
-    return images, weight_maps([cells for _, cells in made], config.weights), "synthetic"
+    images, instances, source = load_data(isbi_dir, 20)
+    return images, weight_maps(instances, config.weights), source
 
 
 def make_step(runtime, config):

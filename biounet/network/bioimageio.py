@@ -31,6 +31,7 @@ from biounet import __version__
 from biounet.errors import BiounetError
 from biounet.io.atomic import atomic_output
 from biounet.network import shapes
+from biounet.network.checkpoint import cpu_state
 from biounet.network.normalize import Normalization, normalize
 from biounet.network.unet import UNet
 
@@ -233,7 +234,7 @@ def export_bioimageio(
         # (bioimage.io casts processed inputs to the declared type)
         np.save(tmp / "test_input.npy", image[None, None].astype(np.float32))
         np.save(tmp / "test_output.npy", prob)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
+        torch.save(cpu_state(model), tmp / "weights.pt")
         with warnings.catch_warnings():
             # torch 2.13 deprecates TorchScript; bioimage.io's torchscript format still needs it
             warnings.filterwarnings("ignore", ".*torch.jit", DeprecationWarning)

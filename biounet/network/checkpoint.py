@@ -34,12 +34,16 @@ FORMAT = "biounet-checkpoint"
 FORMAT_VERSION = 1
 
 
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s state dict, detached and on the CPU (what checkpoints store)."""
+    return {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
+
+
 def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """The checkpoint contents for `model` (a :class:`~biounet.network.unet.UNet`), plus `extra`.
 
     `extra` holds further entries, e.g. the training state.
     """
-    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -47,7 +51,7 @@ def checkpoint_dict(model: nn.Module, **extra: Any) -> dict[str, Any]:
         "model_config": asdict(model.config),
         "normalization": asdict(model.normalization),
         "decision": asdict(model.decision),
-        "model_state": state,
+        "model_state": cpu_state(model),
         **extra,
     }
 

@@ -36,7 +36,7 @@ from biounet.evaluation.table import is_improvement
 from biounet.inference.outputs import foreground_probability
 from biounet.inference.predictor import predict
 from biounet.io.atomic import atomic_output, os_error_message, sweep
-from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from biounet.network.decision import DecisionRule
 from biounet.network.normalize import normalize
 from biounet.network.unet import UNet, first_mismatch
@@ -166,7 +166,7 @@ def _train_state(
         "scaler": scaler.state_dict() if scaler is not None else {},
     }
     if raw is not None:
-        state["raw_model"] = {k: v.detach().to("cpu") for k, v in raw.state_dict().items()}
+        state["raw_model"] = cpu_state(raw)
     return {"train_state": state}
 
 

@@ -51,7 +51,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "constant_0.001": {"lr": 0.001},  # the default before this study
     "constant_0.003": {"lr": 0.003},
     "constant_0.01": {"lr": 0.01},  # collapses: every pixel "cell" from step 250 on
-    # against the stalls of 0.003 on the trivial answer (2 of 4 runs)
+    # against the stalls of 0.003 on the trivial answer (2 of 5 runs)
     "constant_0.003_warmup200": {"lr": 0.003, "warmup": 200},
     "poly_0.001": {"lr": 0.001, "lr_schedule": "poly"},
     "poly_0.003": {"lr": 0.003, "lr_schedule": "poly", "warmup": 100},
