@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.network.bioimageio import export_bioimageio, sample_image
 from biounet.network.unet import load_model
 from biounet.synthetic import em_like

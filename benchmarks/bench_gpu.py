@@ -182,7 +182,8 @@ def bench_predict(runtime, *, features: int, size: int) -> dict:
     (TF32 convolutions on a GPU) against the CPU's.
     """
     from biounet.device import make_runtime
-    from biounet.inference.predictor import predict, predict_whole
+    from biounet.inference.predictor import predict_whole
+    from biounet.inference.segmentation import predict
     from biounet.network.unet import UNet, UNetConfig
     from biounet.synthetic import touching_cells
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from biounet.device import cpu_has_bf16, make_runtime
     from biounet.evaluation.isbi import evaluate_isbi
-    from biounet.inference.predictor import predict
+    from biounet.inference.segmentation import predict
     from biounet.network.bundled import BUNDLED
     from biounet.network.unet import UNet
 

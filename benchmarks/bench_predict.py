@@ -34,7 +34,8 @@ import numpy as np
 import tifffile
 import torch
 
-from biounet.inference.predictor import Predictor, predict, predict_whole
+from biounet.inference.predictor import Predictor, predict_whole
+from biounet.inference.segmentation import predict
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.summary import forward_flops
 from biounet.network.unet import UNet, UNetConfig

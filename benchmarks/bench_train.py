@@ -256,7 +256,7 @@ def bench_validate(
     import torch
 
     from biounet.device import make_runtime
-    from biounet.inference.predictor import predict
+    from biounet.inference.segmentation import predict
     from biounet.network.unet import UNet, UNetConfig
     from biounet.training.loop import validate
     from biounet.training.weight_map import weight_maps

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from biounet.inference.instances import InstanceOptions
+from biounet.errors import ParameterError
 from biounet.io.write import COMPRESSIONS
 
 #: Test-time averaging: none, the 8 flips/rotations (exact), 7 rotations by 360/7.
@@ -36,7 +36,49 @@ LABEL_KINDS: tuple[str, ...] = ("auto", "binary", "instance")
 FOREGROUNDS: tuple[str, ...] = ("high", "low")
 
 #: How probabilities become instances (see :mod:`biounet.inference.instances`).
+Method = Literal["components", "watershed"]
 INSTANCE_METHODS: tuple[str, ...] = ("components", "watershed")
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """How probabilities become instance labels (see :mod:`biounet.inference.instances`).
+
+    Parameters
+    ----------
+    method : {'components', 'watershed'}
+    threshold : float
+        Foreground is ``probability > threshold``.
+    seed_threshold : float
+        Watershed seeds are components of ``probability > seed_threshold``.
+    min_size : int
+        Smallest object kept, in pixels.
+    connectivity : {1, 2}
+        1: 4-connected (the ISBI convention), 2: 8-connected.
+
+    Raises
+    ------
+    ParameterError
+        A value out of range, named by its field (``threshold=1.5: ...``).
+    """
+
+    method: Method = "components"
+    threshold: float = 0.5
+    seed_threshold: float = 0.9
+    min_size: int = 0
+    connectivity: int = 1
+
+    def __post_init__(self) -> None:
+        if self.method not in INSTANCE_METHODS:
+            raise ParameterError("method", self.method, "choose 'components' or 'watershed'")
+        if self.connectivity not in (1, 2):
+            raise ParameterError("connectivity", self.connectivity, "must be 1 or 2")
+        if self.min_size < 0:
+            raise ParameterError("min_size", self.min_size, "must be >= 0")
+        for name in ("threshold", "seed_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # also refuses NaN
+                raise ParameterError(name, value, "must be a probability in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -63,13 +105,13 @@ class TileOptions:
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 1:
-            raise ValueError(f"--window {self.window}: must be a positive valid input size")
+            raise ParameterError("window", self.window, "must be a positive valid input size")
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: must be at least 1")
+            raise ParameterError("batch_size", self.batch_size, "must be at least 1")
         if self.memory_bytes is not None and self.memory_bytes < 2**20:
-            raise ValueError(f"--memory {self.memory_bytes / 2**20:g}: must be at least 1 (MiB)")
+            raise ParameterError("memory_bytes", self.memory_bytes, "must be at least 1 MiB")
         if self.tta not in TTA_CHOICES:
-            raise ValueError(f"--tta {self.tta}: choose from {', '.join(TTA_CHOICES)}")
+            raise ParameterError("tta", self.tta, f"choose from {', '.join(TTA_CHOICES)}")
 
 
 OutputKind = Literal["probabilities", "mask", "labels"]
@@ -102,9 +144,10 @@ class OutputOptions:
     compression: str = "zlib"
 
     def __post_init__(self) -> None:
-        if self.kind not in OUTPUT_KINDS:
-            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.kind!r}")
-        if self.dtype not in PROBABILITY_DTYPES:
-            raise ValueError(f"dtype must be one of {PROBABILITY_DTYPES}, got {self.dtype!r}")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}")
+        for name, choices in (
+            ("kind", OUTPUT_KINDS),
+            ("dtype", PROBABILITY_DTYPES),
+            ("compression", COMPRESSIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ParameterError(name, getattr(self, name), f"choose from {', '.join(choices)}")

@@ -43,7 +43,7 @@ def test_every_public_name_is_its_documented_object_after_importing_every_submod
     from biounet import predict, train  # the README's names, after every import
 
     assert callable(predict) and callable(train)
-    assert predict.__module__ == "biounet.inference.predictor"
+    assert predict.__module__ == "biounet.inference.segmentation"
 
 
 def test_no_public_name_is_also_a_top_level_submodule():

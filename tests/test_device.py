@@ -38,7 +38,7 @@ def test_bf16_on_the_cpu_only_with_native_bfloat16(monkeypatch, rng):
     import numpy as np
 
     from biounet import device
-    from biounet.inference.predictor import predict
+    from biounet.inference.segmentation import predict
     from biounet.network.unet import UNet, UNetConfig
 
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)

@@ -21,7 +21,8 @@ import sys
 import click
 
 from biounet import __version__
-from biounet.errors import BiounetError
+from biounet.cli.parse import option_message
+from biounet.errors import BiounetError, ParameterError
 from biounet.io.atomic import os_error_message
 from biounet.signals import terminate_as_interrupt
 
@@ -45,6 +46,8 @@ class _Group(click.Group):
         try:
             with terminate_as_interrupt():
                 return super().invoke(ctx)
+        except ParameterError as exc:  # the library names a parameter; the user typed an option
+            raise click.ClickException(one_line(option_message(exc))) from None
         except BiounetError as exc:
             raise click.ClickException(one_line(str(exc))) from None
         except MemoryError:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from biounet.inference.instances import InstanceOptions
 from biounet.io.write import COMPRESSIONS
 from biounet.options import (
     INSTANCE_METHODS,
@@ -63,16 +62,15 @@ OUTPUT = OutputOptions()
 @click.option(
     "--instances",
     type=click.Choice(INSTANCE_METHODS),
-    default=OUTPUT.instances.method,
-    show_default=True,
-    help="Connected components, or a watershed from confident seeds.",
+    default=None,
+    help="Connected components, or a watershed from confident seeds "
+    "[default: the model's rule; components for older models].",
 )
 @click.option(
     "--seed-threshold",
     type=float,
-    default=OUTPUT.instances.seed_threshold,
-    show_default=True,
-    help="Watershed seeds: probability > this.",
+    default=None,
+    help="Watershed seeds: probability > this [default: the model's rule; 0.9].",
 )
 @click.option(
     "--min-size",
@@ -81,7 +79,12 @@ OUTPUT = OutputOptions()
     help="Remove objects smaller than this many pixels [default: the model's calibrated "
     "size; 0 for older models].",
 )
-@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
+@click.option(
+    "--connectivity",
+    type=click.Choice(["4", "8"]),
+    default=None,
+    help="Pixels of one object touch by edges (4) or also corners (8) [default: 4].",
+)
 @click.option(
     "--tta",
     type=click.Choice(TTA_CHOICES),
@@ -192,38 +195,33 @@ def command(
     import logging
 
     from biounet.device import make_runtime
-    from biounet.errors import BiounetError
     from biounet.inference.files import predict_files
+    from biounet.inference.outputs import model_output
     from biounet.network.unet import load_model
+    from biounet.viz.overlay import render_overlay
 
-    if workers is not None and workers < 1:
-        raise BiounetError(f"--workers {workers}: must be at least 1")
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
-    rule = model.decision
-    try:
-        output = OutputOptions(
-            kind,
-            dtype,
-            InstanceOptions(
-                instances,
-                rule.threshold if threshold is None else threshold,
-                seed_threshold,
-                rule.min_size if min_size is None else min_size,
-                1 if connectivity == "4" else 2,
-            ),
-            compression,
-        )
-        memory = None if memory_mib is None else memory_mib * 2**20
-        tiles = TileOptions(window, batch_size, memory, tta)
-    except ValueError as exc:
-        raise BiounetError(str(exc)) from None
+    output = model_output(
+        model,
+        kind,
+        dtype=dtype,
+        compression=compression,
+        instances={
+            "method": instances,
+            "threshold": threshold,
+            "seed_threshold": seed_threshold,
+            "min_size": min_size,
+            "connectivity": None if connectivity is None else int(connectivity == "8") + 1,
+        },
+    )
+    memory = None if memory_mib is None else memory_mib * 2**20
+    tiles = TileOptions(window, batch_size, memory, tta)
     log = logging.getLogger("biounet")
-    calibrated = f", calibrated for {rule.chosen_by}" if rule.chosen_by else ""
     log.info(
         f"model: {model_path or 'bundled'} ({model.config.features} features, "
-        f"{model.config.padding}; threshold {output.instances.threshold:g}, min size "
-        f"{output.instances.min_size}{calibrated}); device: {runtime.describe()}"
+        f"{model.config.padding}; {model.decision.describe(output.instances)}); "
+        f"device: {runtime.describe()}"
     )
     with contextlib.ExitStack() as stack:
         cluster = None
@@ -244,7 +242,7 @@ def command(
             fmt=fmt,
             overwrite=overwrite,
             progress=progress,
-            preview=preview,
+            preview=render_overlay if preview else None,
             cluster=cluster,
         ):
             click.echo(summary.line())

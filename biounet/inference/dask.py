@@ -1,54 +1,42 @@
 """Whole-slide prediction on a Dask cluster (``biounet predict --workers/--scheduler``).
 
-The output is cut into blocks of whole tiles. Each Dask task opens the input
-(the path must be readable by the workers, e.g. on a shared file system),
-reads its block plus the halo, runs :func:`biounet.inference.predictor.predict_region`
-and writes the block into a chunked zarr store whose chunks are the
-tiles, so no two tasks write the same chunk. Because block starts lie on the
-tile grid, the result equals the single-process result exactly. The model is
-broadcast to the workers once and cached there. Dask reschedules the tasks of
-a worker that dies; a rerun task rewrites its whole block, so the result is
-unchanged. A TIFF output is assembled from the store at the end, and instance
-labels are computed from it block by block, as in the single-process path.
+A :class:`DaskCluster` is a *probability stream* of the one prediction core
+(:mod:`biounet.inference.segmentation`): the image is cut into strips of
+whole tiles (one tile row, :data:`BLOCK_TILES` tiles wide), each strip is a
+Dask task that opens the input (the path must be readable by the workers,
+e.g. on a shared file system) and predicts its tiles with the same
+:class:`~biounet.inference.predictor.Predictor` and tile grid as this
+process, and the core takes the tiles back in file order. So everything
+after the probabilities (output kinds, instance labels, the writers) is the
+same code as without Dask, and the result equals the single-process result
+exactly. The model is broadcast to the workers once and cached there; a
+task applies the output's per-tile encoding before it sends the strip back.
+Dask reschedules the tasks of a worker that dies; a rerun task recomputes
+its whole strip, so the result is unchanged.
 """
 
 from __future__ import annotations
 
 import os
-import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from biounet.device import make_runtime
-from biounet.errors import BiounetError
-from biounet.inference.files import (
-    PredictSummary,
-    check_channels,
-    check_output,
-    file_tiles,
-    label_store,
-)
-from biounet.inference.outputs import (
-    encode,
-    foreground_probability,
-    output_layout,
-)
-from biounet.inference.predictor import Predictor, predict_region
-from biounet.inference.progress import Progress, TileProgress
-from biounet.inference.tiling import TileSpec, tile_grid
-from biounet.io.atomic import atomic_output, scratch_folder
-from biounet.io.read import open_image
-from biounet.io.write import Layout, create_zarr, write_ome_zarr, write_tiles, zarr_key
+from biounet.errors import BiounetError, ParameterError
+from biounet.inference.predictor import Predictor
+from biounet.inference.progress import TileProgress
+from biounet.inference.segmentation import Plan, TileData
+from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
+from biounet.io.read import ImageSource, open_image
 from biounet.network.checkpoint import checkpoint_dict
 from biounet.network.unet import UNet, model_from_checkpoint
-from biounet.options import OutputOptions, TileOptions
 
-#: Output tiles per block side: a task predicts BLOCK_TILES**2 tiles.
-BLOCK_TILES = 4
+#: Output tiles per task: one strip of a tile row, this many tiles wide.
+BLOCK_TILES = 16
 
 _CACHE: dict[str, Any] = {}  # per worker process: model token -> Predictor
 
@@ -58,16 +46,13 @@ class _Job:
     """Everything a task needs besides the model (plain, picklable values)."""
 
     input: str
-    axes: str | None
+    axes: str
     spec: TileSpec
-    store: str
-    layout: Layout
-    output: OutputOptions
     device: str
     threads: int | None
     tta: str
     batch_size: int
-    foreground_only: bool
+    transform: Callable[[np.ndarray], np.ndarray]
 
 
 def start_client(scheduler: str | None = None, workers: int | None = None) -> tuple[Any, Any]:
@@ -83,13 +68,13 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
         from distributed import Client, LocalCluster
     except ImportError:
         raise BiounetError(
-            "--workers/--scheduler need Dask: pip install 'biounet[distributed]'"
+            "a Dask cluster needs Dask: pip install 'biounet[distributed]'"
         ) from None
     if scheduler:
         try:
             return Client(scheduler, timeout="20s"), None
         except OSError as exc:
-            raise BiounetError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+            raise BiounetError(f"scheduler {scheduler}: cannot connect ({exc})") from None
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
@@ -100,9 +85,9 @@ class DaskCluster:
     """A Dask client (and the local cluster it started) that predicts files.
 
     Use :func:`connect` to make one, as a context manager so that a local
-    cluster is stopped at the end; :meth:`segment_file` has the signature of
-    :func:`biounet.inference.files.segment_file`, so
-    :func:`~biounet.inference.files.predict_files` takes either.
+    cluster is stopped at the end; :meth:`stream` is the probability stream
+    that :func:`~biounet.inference.segmentation.segment_into` and
+    :func:`~biounet.inference.files.predict_files` take.
 
     Parameters
     ----------
@@ -122,17 +107,48 @@ class DaskCluster:
         """The Dask dashboard's address, if it has one."""
         return self.client.dashboard_link
 
-    def segment_file(self, input_path, output_path, model, *, runtime=None, **options):
-        """:func:`predict_distributed` on this cluster (`runtime` is resolved per worker)."""
-        return predict_distributed(
-            input_path,
-            output_path,
-            model,
-            client=self.client,
-            device=self.device,
-            threads=self.threads,
-            **options,
+    def stream(
+        self,
+        source: ImageSource,
+        model: UNet,
+        plan: Plan,
+        transform: Callable[[np.ndarray], np.ndarray],
+        bar: TileProgress,
+    ) -> Iterator[TileData]:
+        """The tiles' (transformed) probabilities computed on the cluster, in file order.
+
+        A :class:`~biounet.inference.segmentation.ProbabilityStream`; `source`
+        must be a file the workers can read.
+        """
+        if source.path is None:
+            raise BiounetError("<array>: a Dask cluster predicts files, not in-memory arrays")
+        job = _Job(
+            str(source.path.resolve()),
+            source.axes,
+            plan.spec,
+            self.device,
+            self.threads,
+            plan.tiles.tta,
+            plan.tiles.batch_size,
+            transform,
         )
+        blob = _scatter(self.client, _model_blob(model))
+        blocks = strips(source, plan.spec)
+        futures = self.client.map(
+            predict_block,
+            [blob] * len(blocks),
+            [job] * len(blocks),
+            *zip(*blocks, strict=True),
+            retries=3,
+            pure=False,
+        )
+        try:
+            for (plane, _, _), future in zip(blocks, futures, strict=True):
+                for rows, cols, data in future.result():
+                    bar.update(data.shape[0] * data.shape[1])
+                    yield plane, rows, cols, data
+        finally:
+            self.client.cancel(futures)
 
     def close(self) -> None:
         """Close the client, then the local cluster if this process started one."""
@@ -158,7 +174,7 @@ def connect(
         Dask missing, an unreachable scheduler, or fewer than one worker.
     """
     if workers is not None and workers < 1:
-        raise BiounetError(f"--workers {workers}: must be at least 1")
+        raise ParameterError("workers", workers, "must be at least 1")
     client, cluster = start_client(scheduler, workers)
     return DaskCluster(client, cluster, device, local_threads(workers) if workers else None)
 
@@ -167,7 +183,7 @@ def _model_blob(model: UNet) -> dict[str, Any]:
     return {"token": uuid.uuid4().hex, "checkpoint": checkpoint_dict(model)}
 
 
-def _predictor(blob: dict[str, Any], job: _Job) -> Any:
+def _predictor(blob: dict[str, Any], job: _Job) -> Predictor:
     """Build the model once per worker process and keep it."""
     if blob["token"] not in _CACHE:
         import torch
@@ -180,23 +196,21 @@ def _predictor(blob: dict[str, Any], job: _Job) -> Any:
     return _CACHE[blob["token"]]
 
 
-def predict_block(blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols: slice) -> int:
-    """Dask task: predict one block and write it into the store; return its pixel count."""
-    import zarr
-
+def predict_block(
+    blob: dict[str, Any], job: _Job, plane: int, rows: slice, cols: slice
+) -> list[tuple[slice, slice, np.ndarray]]:
+    """Dask task: the transformed probabilities of every tile of one block, in grid order."""
     predictor = _predictor(blob, job)
+    read_spec, predict = predictor.windows(job.spec)
     with open_image(job.input, axes=job.axes) as source:
-        probs = predict_region(
-            source, plane, (rows, cols), predictor, job.spec, batch_size=job.batch_size
-        )
-    store = zarr.open_array(job.store, mode="r+")
-    if job.foreground_only:
-        store[plane, rows, cols] = foreground_probability(probs)
-    else:
-        data = encode(probs, job.output)
-        key = zarr_key(job.layout, plane, rows, cols)
-        store[key] = np.moveaxis(data, -1, 0) if job.layout.channels > 1 else data
-    return probs.shape[-2] * probs.shape[-1]
+        shape = (source.height, source.width)
+        grid = tile_grid(shape, read_spec, (rows, cols))
+
+        def read(r: slice, c: slice) -> np.ndarray:
+            return source.read(plane, r, c)
+
+        tiles = iter_predictions(read, shape, predict, read_spec, grid, batch_size=job.batch_size)
+        return [(t.rows, t.cols, job.transform(out)) for t, out in tiles]
 
 
 def _scatter(client: Any, blob: dict[str, Any], attempts: int = 3) -> Any:
@@ -211,150 +225,16 @@ def _scatter(client: Any, blob: dict[str, Any], attempts: int = 3) -> Any:
     raise AssertionError("unreachable")
 
 
-def _blocks(layout: Layout, spec: TileSpec) -> list[tuple[int, slice, slice]]:
-    by, bx = spec.tile[0] * BLOCK_TILES, spec.tile[1] * BLOCK_TILES
+def strips(source: ImageSource, spec: TileSpec) -> list[tuple[int, slice, slice]]:
+    """The tasks' blocks in file order: per plane and tile row, strips of whole tiles."""
+    ty, tx = spec.tile
+    bx = tx * BLOCK_TILES
     return [
-        (p, slice(y, min(y + by, layout.height)), slice(x, min(x + bx, layout.width)))
-        for p in range(int(np.prod(layout.plane_shape, dtype=np.int64)))
-        for y in range(0, layout.height, by)
-        for x in range(0, layout.width, bx)
+        (p, slice(y, min(y + ty, source.height)), slice(x, min(x + bx, source.width)))
+        for p in range(source.n_planes)
+        for y in range(0, source.height, ty)
+        for x in range(0, source.width, bx)
     ]
-
-
-def predict_distributed(
-    input_path: str | Path,
-    output_path: str | Path,
-    model: UNet,
-    *,
-    client: Any,
-    device: str = "cpu",
-    threads: int | None = None,
-    tiles: TileOptions | None = None,
-    output: OutputOptions | None = None,
-    axes: str | None = None,
-    overwrite: bool = False,
-    progress: Progress = False,
-) -> PredictSummary:
-    """Segment one TIFF with a Dask cluster; the result equals :func:`.files.segment_file`'s.
-
-    Parameters
-    ----------
-    input_path, output_path, model, tiles, output, axes, overwrite, progress
-        As for :func:`biounet.inference.files.segment_file`.
-    client : distributed.Client
-    device : str
-        Device spec resolved on each worker (``cpu``, ``cuda``, ...).
-    threads : int, optional
-        torch threads per worker (default: torch's own choice).
-    """
-    from distributed import as_completed
-
-    tiles = tiles or TileOptions()
-    output = output or OutputOptions()
-    output_path = check_output(output_path, input_path, overwrite=overwrite)
-    start = time.perf_counter()
-    with open_image(input_path, axes=axes) as source:
-        check_channels(source, model)
-        spec = file_tiles(source, model, tiles)
-        layout = output_layout(source, model.config.n_classes, output)
-        planes = source.n_planes
-        shape, src_axes = tuple(source.data.shape), source.axes
-    labels = output.kind == "labels"
-    objects = None
-    with scratch_folder(output_path) as scratch:
-        with atomic_output(output_path, overwrite=overwrite, inputs=[input_path]) as tmp:
-            to_zarr = output_path.suffix.lower() == ".zarr"
-            if labels:
-                import zarr
-
-                store_path = scratch / "p.zarr"
-                zarr.open_array(
-                    str(store_path),
-                    mode="w",
-                    dtype=np.float32,
-                    chunks=(1, *spec.tile),
-                    shape=(planes, layout.height, layout.width),
-                )
-            else:
-                store_path = scratch / "result.zarr"
-                create_zarr(store_path, layout, chunks=spec.tile)
-            job = _Job(
-                str(Path(input_path).resolve()),
-                axes,
-                spec,
-                str(store_path),
-                layout,
-                output,
-                device,
-                threads,
-                tiles.tta,
-                tiles.batch_size,
-                labels,
-            )
-            blob = _scatter(client, _model_blob(model))
-            blocks = _blocks(layout, spec)
-            futures = client.map(
-                predict_block,
-                [blob] * len(blocks),
-                [job] * len(blocks),
-                *zip(*blocks, strict=True),
-                retries=3,
-                pure=False,
-            )
-            bar = TileProgress(len(blocks), Path(input_path).name, progress)  # per block
-            try:
-                for future in as_completed(futures):
-                    bar.update(future.result())
-            finally:
-                bar.close()
-            if labels:
-                import zarr
-
-                prob = zarr.open_array(str(store_path), mode="r")
-                objects = label_store(tmp, prob, layout, spec, output, scratch)
-            elif to_zarr:
-                import zarr
-
-                array = zarr.open_array(str(store_path), mode="r")
-                write_ome_zarr(tmp, array, layout, chunks=spec.tile)
-            else:
-                _assemble_tiff(tmp, store_path, layout, spec, output.compression)
-    n_tiles = len(tile_grid((layout.height, layout.width), spec)) * planes
-    return PredictSummary(
-        Path(input_path),
-        output_path,
-        shape,
-        src_axes,
-        planes,
-        n_tiles,
-        spec.window,
-        time.perf_counter() - start,
-        objects,
-    )
-
-
-def _assemble_tiff(
-    tmp: Path, store_path: Path, layout: Layout, spec: TileSpec, compression: str
-) -> None:
-    """Copy a finished OME-Zarr store into a tiled TIFF, tile by tile, in file order."""
-    import zarr
-
-    array = zarr.open_array(str(store_path), mode="r")
-    grid = tile_grid((layout.height, layout.width), spec)
-    n_planes = int(np.prod(layout.plane_shape, dtype=np.int64))
-
-    def tiles():
-        for p in range(n_planes):
-            for t in grid:
-                block = np.asarray(array[zarr_key(layout, p, t.rows, t.cols)])
-                yield (
-                    p,
-                    t.rows,
-                    t.cols,
-                    (np.moveaxis(block, 0, -1) if layout.channels > 1 else block),
-                )
-
-    write_tiles(tmp, tiles(), layout, spec.tile, compression)
 
 
 def local_threads(workers: int) -> int:

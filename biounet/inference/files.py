@@ -1,39 +1,38 @@
 """Segment TIFFs of any size into TIFFs or OME-Zarr, streaming from disk to disk.
 
-The input is read one tile window at a time, the network's output is written
-one tile at a time, and instance labelling works block by block, so peak
-memory depends on the tile size, not on the image size. The result goes to
-a temporary name and is renamed when complete.
+The files' side of the one prediction core (:mod:`biounet.inference.segmentation`):
+inputs are found, outputs checked once, every input opened once and planned
+before the first output is computed, then each goes through
+:func:`~biounet.inference.segmentation.segment_into` into a
+:class:`~biounet.inference.sinks.FileSink`. The input is read one tile window
+at a time, the output written one tile at a time, and instance labelling
+works block by block, so peak memory depends on the tile size, not on the
+image size. The result goes to a temporary name and is renamed when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from biounet.device import Runtime
 from biounet.errors import BiounetError
-from biounet.inference.instances import label_stack
-from biounet.inference.outputs import (
-    TILE_UNIT,
-    encode,
-    foreground_probability,
-    label_dtype,
-    model_output,
-    output_layout,
-    plane_layout,
+from biounet.inference.outputs import model_output
+from biounet.inference.progress import Progress
+from biounet.inference.segmentation import (
+    Plan,
+    ProbabilityStream,
+    plan_segmentation,
+    segment_into,
+    stream_probabilities,
 )
-from biounet.inference.predictor import Predictor, plan_tiles
-from biounet.inference.progress import Progress, TileProgress
-from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
-from biounet.io.atomic import atomic_output, check_writable, os_error_message, scratch_folder
+from biounet.inference.sinks import FileSink
+from biounet.io.atomic import check_writable, os_error_message
 from biounet.io.read import ImageSource, check_finite, open_image
-from biounet.io.write import Layout, write_tiles
 from biounet.network.unet import UNet
 from biounet.options import OUTPUT_FORMATS, OutputOptions, TileOptions
 
@@ -70,51 +69,42 @@ class PredictSummary:
         )
 
 
-def _stream(
-    source: ImageSource,
-    predictor: Predictor,
-    spec: TileSpec,
-    batch_size: int,
-    progress: TileProgress,
-) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
-    """Class probabilities tile by tile, plane by plane, in file order."""
-    read_spec = predictor.read_spec(spec)
-    shape = (source.height, source.width)
-    tiles = tile_grid(shape, read_spec)
-    for plane in range(source.n_planes):
-
-        def read(rows: slice, cols: slice, plane: int = plane) -> np.ndarray:
-            return source.read(plane, rows, cols)
-
-        for tile, out in iter_predictions(
-            read, shape, predictor, read_spec, tiles, batch_size=batch_size
-        ):
-            progress.update(out.shape[-2] * out.shape[-1])
-            yield plane, tile.rows, tile.cols, out
-
-
-def check_channels(source: ImageSource, model: UNet) -> None:
-    """Fail with a one-line message if the image's channels do not fit the model."""
-    if source.channels != model.config.in_channels:
-        raise BiounetError(
-            f"{source.name}: {source.channels} channel(s) (axes {source.axes}) but the model "
-            f"expects {model.config.in_channels}; use --axes if the axes are wrong"
-        )
-
-
-def file_tiles(
-    source: ImageSource, model: UNet, tiles: TileOptions, runtime: Runtime | None = None
-) -> TileSpec:
-    """Tile geometry for a file: as :func:`.predictor.plan_tiles`, TIFF-tile aligned."""
-    return plan_tiles(
-        model.config,
-        (source.height, source.width),
-        window=tiles.window,
-        runtime=runtime,
-        batch_size=tiles.batch_size,
-        memory_bytes=tiles.memory_bytes,
-        unit=TILE_UNIT,
+def summarize(
+    source: ImageSource, output_path: Path, plan: Plan, seconds: float, objects: int | None
+) -> PredictSummary:
+    """The :class:`PredictSummary` of one prediction of `source`."""
+    return PredictSummary(
+        Path(source.path or source.name),
+        output_path,
+        tuple(source.data.shape),
+        source.axes,
+        source.n_planes,
+        plan.n_tiles,
+        plan.spec.window,
+        seconds,
+        objects,
     )
+
+
+def predict_into_file(
+    source: ImageSource,
+    target: Path,
+    model: UNet,
+    plan: Plan,
+    *,
+    output: OutputOptions,
+    overwrite: bool = False,
+    inputs: Sequence[Path] = (),
+    progress: Progress = False,
+    stream: ProbabilityStream = stream_probabilities,
+) -> PredictSummary:
+    """:func:`.segmentation.segment_into` an opened, planned source into the file `target`."""
+    start = time.perf_counter()
+    with FileSink(target, overwrite=overwrite, inputs=inputs or [source.path]) as sink:
+        objects = segment_into(
+            source, model, sink, plan, output=output, progress=progress, stream=stream
+        )
+    return summarize(source, Path(target), plan, time.perf_counter() - start, objects)
 
 
 def segment_file(
@@ -128,7 +118,6 @@ def segment_file(
     axes: str | None = None,
     overwrite: bool = False,
     progress: Progress = False,
-    check_pixels: bool = True,
 ) -> PredictSummary:
     """Segment one TIFF into a tiled OME-TIFF (or an OME-Zarr for ``*.zarr``).
 
@@ -142,16 +131,13 @@ def segment_file(
     runtime : Runtime, optional
     tiles : TileOptions, optional
     output : OutputOptions, optional
-        Default: instance labels with the model's calibrated decision rule.
+        Default: instance labels with the model's decision rule.
     axes : str, optional
         Override the input's axes (e.g. ``"CYX"``).
     overwrite : bool
         Replace an existing output.
     progress : bool or callable
         ``True`` for a progress bar, or ``progress(done, total)`` per tile.
-    check_pixels : bool
-        Refuse a floating-point input with NaN or infinite pixels (a streamed
-        pass over the file; :func:`predict_files` has done it already).
 
     Returns
     -------
@@ -160,96 +146,18 @@ def segment_file(
     Raises
     ------
     BiounetError
-        Bad input, an existing output without `overwrite`, an unwritable
-        folder, or a model that does not fit the input's channels.
+        Bad input (NaN pixels included), an existing output without
+        `overwrite`, an unwritable folder, or a model that does not fit the
+        input's channels.
     """
-    tiles = tiles or TileOptions()
     output = output or model_output(model)
-    output_path = check_output(output_path, input_path, overwrite=overwrite)
-    start = time.perf_counter()
+    target = check_output(output_path, input_path, overwrite=overwrite)
     with open_image(input_path, axes=axes) as source:
-        check_channels(source, model)
-        if check_pixels:
-            check_finite(source)
-        predictor = Predictor(model, runtime, tta=tiles.tta)
-        spec = file_tiles(source, model, tiles, predictor.runtime)
-        n_tiles = len(tile_grid((source.height, source.width), spec)) * source.n_planes
-        bar = TileProgress(n_tiles, Path(input_path).name, progress)
-        stream = _stream(source, predictor, spec, tiles.batch_size, bar)
-        objects = None
-        try:
-            with atomic_output(output_path, overwrite=overwrite, inputs=[input_path]) as tmp:
-                if output.kind == "labels":
-                    objects = _write_labels(tmp, stream, source, spec, output)
-                else:
-                    encoded = ((p, r, c, encode(o, output)) for p, r, c, o in stream)
-                    layout = output_layout(source, model.config.n_classes, output)
-                    write_tiles(tmp, encoded, layout, spec.tile, output.compression)
-        finally:
-            bar.close()
-        shape, src_axes, planes = tuple(source.data.shape), source.axes, source.n_planes
-    return PredictSummary(
-        Path(input_path),
-        output_path,
-        shape,
-        src_axes,
-        planes,
-        n_tiles,
-        spec.window,
-        time.perf_counter() - start,
-        objects,
-    )
-
-
-def _scratch_array(
-    folder: Path, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: type
-) -> Any:
-    import zarr
-
-    return zarr.open_array(str(folder / name), mode="w", shape=shape, chunks=chunks, dtype=dtype)
-
-
-def label_store(
-    tmp: Path, prob: Any, layout: Layout, spec: TileSpec, output: OutputOptions, scratch: Path
-) -> int:
-    """Label a (P, H, W) foreground-probability store block by block; write the labels.
-
-    Returns the number of objects (summed over planes).
-    """
-    shape, chunks = prob.shape, (1, *spec.tile)
-    labels = _scratch_array(scratch, "l.zarr", shape, chunks, np.uint32)
-    seeds = None
-    if output.instances.method == "watershed":
-        seeds = _scratch_array(scratch, "s.zarr", shape, chunks, np.uint32)
-    tables = label_stack(prob, labels, spec.tile, output.instances, seed_scratch=seeds)
-    dtype = label_dtype(tables)
-    grid = tile_grid((layout.height, layout.width), spec)
-    relabelled = (
-        (p, t.rows, t.cols, tables[p][labels[p, t.rows, t.cols]].astype(dtype))
-        for p in range(shape[0])
-        for t in grid
-    )
-    write_tiles(
-        tmp,
-        relabelled,
-        replace(layout, channels=1, dtype=np.dtype(dtype)),
-        spec.tile,
-        output.compression,
-    )
-    return sum(int(t.max()) for t in tables)
-
-
-def _write_labels(
-    tmp: Path, stream: Iterator, source: ImageSource, spec: TileSpec, output: OutputOptions
-) -> int:
-    """Probabilities to a scratch store, label block by block, write relabelled tiles."""
-    with scratch_folder(tmp) as scratch:
-        shape = (source.n_planes, source.height, source.width)
-        prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
-        for plane, rows, cols, p in stream:
-            prob[plane, rows, cols] = foreground_probability(p)
-        layout = plane_layout(source, 1, np.uint32, "labels")
-        return label_store(tmp, prob, layout, spec, output, scratch)
+        plan = plan_segmentation(source, model, tiles, runtime)
+        check_finite(source)
+        return predict_into_file(
+            source, target, model, plan, output=output, overwrite=overwrite, progress=progress
+        )
 
 
 #: What ``predict`` accepts as input files (and finds in an input folder).
@@ -331,21 +239,28 @@ def image_stem(path: Path) -> str:
 def output_paths(files: list[Path], out: Path, kind: str, fmt: str = "tiff") -> list[Path]:
     """One output path per input: `out` itself, or ``out/<stem>_<kind>.<ext>`` for several.
 
-    The folder is not created here (see :func:`predict_files`).
+    A `out` named ``*.zarr`` is one OME-Zarr store (existing or not), never a
+    folder of outputs. The folder is not created here (see :func:`predict_files`).
 
     Raises
     ------
     BiounetError
-        Several inputs and `out` a file, or two inputs with the same name.
+        Several inputs and `out` a file or store, or two inputs with the same name.
     """
-    if len(files) == 1 and not out.is_dir():
+    store = out.suffix.lower() == ".zarr"
+    if len(files) == 1 and (store or not out.is_dir()):
         return [out]
-    if out.exists() and not out.is_dir():
-        raise BiounetError(f"{out}: several inputs need an output folder, not a file")
+    if store or (out.exists() and not out.is_dir()):
+        kind_of = "an OME-Zarr store" if store else "a file"
+        raise BiounetError(f"{out}: several inputs need an output folder, not {kind_of}")
     targets = [out / f"{image_stem(f)}_{kind}{OUTPUT_FORMATS[fmt]}" for f in files]
     if len(set(targets)) != len(targets):
         raise BiounetError(f"{out}: two inputs have the same name; predict them separately")
     return targets
+
+
+#: ``preview(input, output, png, kind=..., overwrite=...)``: writes an overlay PNG.
+PreviewFn = Callable[..., Path]
 
 
 def predict_files(
@@ -360,14 +275,15 @@ def predict_files(
     fmt: str = "tiff",
     overwrite: bool = False,
     progress: Progress = False,
-    preview: bool = False,
+    preview: PreviewFn | None = None,
     cluster: Any = None,
 ) -> Iterator[tuple[PredictSummary, Path | None]]:
     """Segment every input file; yield each summary (and preview PNG) as it is done.
 
     This is ``biounet predict``: inputs are files or folders of TIFFs, `out`
-    a file (one input) or a folder (``<stem>_<kind>.tif`` or ``.zarr``).
-    Every output is checked before the first one is computed.
+    a file or OME-Zarr store (one input) or a folder (``<stem>_<kind>.tif``
+    or ``.zarr``). Every output is checked, and every input opened, checked
+    and planned, before the first one is computed; each input is opened once.
 
     Parameters
     ----------
@@ -378,11 +294,12 @@ def predict_files(
         As for :func:`segment_file`.
     fmt : {'tiff', 'zarr'}
         Output format when `out` is a folder.
-    preview : bool
-        Also write an overlay PNG beside each output.
+    preview : callable, optional
+        Writes an overlay PNG beside each output
+        (:func:`biounet.viz.overlay.render_overlay` for ``--preview``).
     cluster : DaskCluster, optional
-        Predict on this Dask cluster (:func:`biounet.inference.dask.connect`)
-        instead of in this process.
+        Compute the probabilities on this Dask cluster
+        (:func:`biounet.inference.dask.connect`) instead of in this process.
 
     Yields
     ------
@@ -390,48 +307,50 @@ def predict_files(
     preview : Path or None
     """
     output = output or model_output(model)
-    tiles = tiles or TileOptions()
     files = input_files(inputs)
     out = Path(out)
     targets = output_paths(files, out, output.kind, fmt)
     folder = None if targets == [out] else out
-    _preflight(files, targets, folder, model, tiles, axes, overwrite, preview)
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BiounetError(os_error_message(exc, folder)) from None
-    run = segment_file if cluster is None else cluster.segment_file
-    extra = {"check_pixels": False} if cluster is None else {}  # done by _preflight
-    for done, (source, target) in enumerate(zip(files, targets, strict=True)):
-        try:
-            summary = run(
-                source,
-                target,
-                model,
-                runtime=runtime,
-                tiles=tiles,
-                output=output,
-                axes=axes,
-                overwrite=overwrite,
-                progress=progress,
-                **extra,
-            )
-            png = None
-            if preview:
-                from biounet.viz.overlay import render_overlay
-
-                png = render_overlay(
-                    source, target, preview_path(target), kind=output.kind, overwrite=overwrite
+    check_outputs(files, targets, folder, overwrite, preview is not None)
+    stream = stream_probabilities if cluster is None else cluster.stream
+    with contextlib.ExitStack() as opened:
+        sources = [opened.enter_context(open_image(path, axes=axes)) for path in files]
+        plans = [plan_segmentation(source, model, tiles, runtime) for source in sources]
+        for source in sources:
+            check_finite(source)
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BiounetError(os_error_message(exc, folder)) from None
+        for done, (source, plan, target) in enumerate(zip(sources, plans, targets, strict=True)):
+            try:
+                summary = predict_into_file(
+                    source,
+                    target,
+                    model,
+                    plan,
+                    output=output,
+                    overwrite=overwrite,
+                    inputs=files,
+                    progress=progress,
+                    stream=stream,
                 )
-        except ValueError as exc:  # e.g. an invalid window size
-            raise BiounetError(f"{source}: {exc}") from None
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the command line
-            finished = f"; the {done} output(s) before it are complete" if done else ""
-            raise BiounetError(
-                f"{source}: interrupted; {target} was not written{finished}"
-            ) from None
-        yield summary, png
+                png = None
+                if preview is not None:
+                    png = preview(
+                        source.path,
+                        target,
+                        preview_path(target),
+                        kind=output.kind,
+                        overwrite=overwrite,
+                    )
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the command line
+                finished = f"; the {done} output(s) before it are complete" if done else ""
+                raise BiounetError(
+                    f"{source.name}: interrupted; {target} was not written{finished}"
+                ) from None
+            yield summary, png
 
 
 def preview_path(target: Path) -> Path:
@@ -439,36 +358,22 @@ def preview_path(target: Path) -> Path:
     return target.with_suffix(".png")
 
 
-def _preflight(
-    files: list[Path],
-    targets: list[Path],
-    folder: Path | None,
-    model: UNet,
-    tiles: TileOptions,
-    axes: str | None,
-    overwrite: bool,
-    preview: bool,
+def check_outputs(
+    files: list[Path], targets: list[Path], folder: Path | None, overwrite: bool, preview: bool
 ) -> None:
-    """Check every input and output before the first output is computed.
+    """Check every output once, before any work: suffix, not an input, not existing, writable.
 
-    Outputs: suffix, not an input, not existing (without `overwrite`), a
-    writable folder. Inputs: readable, header sizes, channels, the window,
-    finite pixels (streamed).
+    Raises
+    ------
+    BiounetError
+        The first output that must not or cannot be written.
     """
     if folder is not None and not folder.exists():
         check_writable(folder, inputs=files)  # its parent exists and is writable
+        for target in targets:
+            check_output_suffix(target)  # the folder is new: nothing in it exists
+        return
     for target in targets:
-        if folder is not None and not folder.exists():
-            check_output_suffix(target)  # the folder is new
-            continue
         check_output(target, files, overwrite=overwrite)
         if preview:
             check_writable(preview_path(target), overwrite=overwrite, inputs=files)
-    for path in files:
-        with open_image(path, axes=axes) as source:
-            check_channels(source, model)
-            try:
-                file_tiles(source, model, tiles)
-            except ValueError as exc:  # e.g. an invalid window size
-                raise BiounetError(f"{path}: {exc}") from None
-            check_finite(source)

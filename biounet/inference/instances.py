@@ -25,53 +25,14 @@ Stacks are labelled plane by plane.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Method = Literal["components", "watershed"]
+from biounet.options import InstanceOptions
 
 #: Pixels of context around each block for the watershed.
 WATERSHED_MARGIN = 64
-
-
-@dataclass(frozen=True)
-class InstanceOptions:
-    """How probabilities become instance labels.
-
-    Parameters
-    ----------
-    method : {'components', 'watershed'}
-    threshold : float
-        Foreground is ``probability > threshold``.
-    seed_threshold : float
-        Watershed seeds are components of ``probability > seed_threshold``.
-    min_size : int
-        Smallest object kept, in pixels.
-    connectivity : {1, 2}
-        1: 4-connected (the ISBI convention), 2: 8-connected.
-    """
-
-    method: Method = "components"
-    threshold: float = 0.5
-    seed_threshold: float = 0.9
-    min_size: int = 0
-    connectivity: int = 1
-
-    def __post_init__(self) -> None:
-        if self.method not in ("components", "watershed"):
-            raise ValueError(f"method must be 'components' or 'watershed', got {self.method!r}")
-        if self.connectivity not in (1, 2):
-            raise ValueError(f"connectivity must be 1 or 2, got {self.connectivity}")
-        if self.min_size < 0:
-            raise ValueError(f"--min-size {self.min_size}: must be >= 0")
-        for option, value in (
-            ("--threshold", self.threshold),
-            ("--seed-threshold", self.seed_threshold),
-        ):
-            if not 0.0 <= value <= 1.0:  # also refuses NaN
-                raise ValueError(f"{option} {value}: must be a probability in [0, 1]")
 
 
 def _blocks(shape: tuple[int, int], block: tuple[int, int]) -> Iterator[tuple[slice, slice]]:

@@ -1,11 +1,11 @@
-"""What prediction hands back: probabilities, a mask or instance labels, in memory.
+"""Output kinds: what class probabilities become (probabilities, a mask, instance labels).
 
 The network gives class probabilities (K, h, w) per tile; an output *kind*
-turns them into what the user asked for. :func:`encode` does it per tile (for
-streamed files and Dask blocks); :func:`segment` does the whole journey for an
-in-memory image, image in and instance labels out, as StarDist's
-``predict_instances`` does. :func:`biounet.inference.files.segment_file` is the
-same journey from disk to disk, tile by tile, and gives the same labels.
+turns them into what the user asked for: :func:`encode` per tile for masks
+and probabilities, :func:`foreground_probability` for instance labelling
+(:mod:`biounet.inference.instances`). :func:`model_output` makes the options
+that apply a model's own decision rule, the default of every entry point
+(:mod:`biounet.inference.segmentation`).
 """
 
 from __future__ import annotations
@@ -14,29 +14,41 @@ from typing import Any
 
 import numpy as np
 
-from biounet.device import Runtime
-from biounet.inference.instances import InstanceOptions, label_stack
-from biounet.inference.predictor import predict_planes, prepare_prediction
-from biounet.inference.progress import Progress
 from biounet.io.read import ImageSource
 from biounet.io.write import Layout
 from biounet.network.unet import UNet
-from biounet.options import TTA, OutputOptions
+from biounet.options import OutputOptions
 
 #: Tiles are multiples of 16 pixels (TIFF tiles must be), in memory as on disk,
-#: so that :func:`segment` and ``segment_file`` cut an image the same way.
+#: so that every entry point cuts an image the same way.
 TILE_UNIT = 16
 
 
-def model_output(model: UNet, kind: str = "labels", **changes: object) -> OutputOptions:
-    """Output options that apply `model`'s calibrated decision rule (threshold, min size).
+def model_output(
+    model: UNet, kind: str = "labels", *, instances: dict | None = None, **changes: Any
+) -> OutputOptions:
+    """Output options that apply `model`'s decision rule, with the user's overrides.
 
-    `changes` replace :class:`OutputOptions` fields (``dtype``, ``compression``).
+    Parameters
+    ----------
+    model : UNet
+    kind : {'labels', 'mask', 'probabilities'}
+    instances : dict, optional
+        :class:`~biounet.options.InstanceOptions` fields that replace the
+        rule's (``threshold``, ``min_size``, ``method``, ...); a value of
+        None keeps the rule's.
+    **changes
+        Other :class:`OutputOptions` fields (``dtype``, ``compression``).
+
+    Examples
+    --------
+    >>> from biounet.network.decision import DecisionRule
+    >>> from biounet.network.unet import UNetConfig
+    >>> net = UNet(UNetConfig(features=4), decision=DecisionRule(0.25, 10))
+    >>> model_output(net, instances={"min_size": None, "threshold": 0.3}).instances.threshold
+    0.3
     """
-    rule = model.decision
-    return OutputOptions(
-        kind, instances=InstanceOptions(threshold=rule.threshold, min_size=rule.min_size), **changes
-    )
+    return OutputOptions(kind, instances=model.decision.instances(**(instances or {})), **changes)
 
 
 def foreground_probability(p: np.ndarray) -> np.ndarray:
@@ -98,76 +110,3 @@ def output_layout(source: ImageSource, n_classes: int, output: OutputOptions) ->
 def label_dtype(tables: list[np.ndarray]) -> type:
     """uint16 when every final label fits, else uint32."""
     return np.uint16 if max(int(t.max()) for t in tables) < 2**16 else np.uint32
-
-
-def segment(
-    image: Any,
-    model: UNet,
-    *,
-    axes: str | None = None,
-    output: OutputOptions | None = None,
-    tta: TTA = "none",
-    window: int | None = None,
-    batch_size: int = 1,
-    runtime: Runtime | None = None,
-    progress: Progress = False,
-) -> np.ndarray:
-    """Segment an in-memory image: instance labels (or a mask, or probabilities).
-
-    Parameters
-    ----------
-    image : array-like or ImageSource
-        2D (``YX``) by default; give `axes` for stacks or channels (``"ZYX"``,
-        ``"CYX"``, ``"ZCYX"``).
-    model : UNet
-    axes : str, optional
-    output : OutputOptions, optional
-        Kind, threshold, instance method, minimum size. Default: instance
-        labels with the model's calibrated decision rule (:func:`model_output`).
-    tta : {'none', 'd4', 'rot7'}
-    window : int, optional
-        Network input per tile (a valid size); default from the memory budget.
-    batch_size : int
-    runtime : Runtime, optional
-    progress : bool or callable
-        ``True`` for a tqdm bar, or ``progress(done, total)`` per tile.
-
-    Returns
-    -------
-    ndarray of shape (*planes, H, W) or (*planes, H, W, K)
-        Instance labels (uint16, or uint32 when there are more objects), a
-        0/255 mask, or probabilities, with the image's plane axes and without
-        its channel axis. Equal to what ``biounet predict`` writes.
-
-    Examples
-    --------
-    >>> from biounet.network.unet import UNetConfig
-    >>> net = UNet(UNetConfig(features=4))
-    >>> segment(np.zeros((2, 50, 70), np.uint8), net, axes="ZYX").shape
-    (2, 50, 70)
-    """
-    output = output or model_output(model)
-    source, predictor, spec = prepare_prediction(
-        image,
-        model,
-        axes=axes,
-        tta=tta,
-        runtime=runtime,
-        window=window,
-        batch_size=batch_size,
-        unit=TILE_UNIT,
-    )
-    prob = predict_planes(source, predictor, spec, batch_size=batch_size, progress=progress)
-    plane_shape = source.plane_shape
-    if output.kind != "labels":
-        planes = [encode(p, output) for p in prob]
-        return np.stack(planes).reshape(*plane_shape, *planes[0].shape)
-    foreground = foreground_probability(np.moveaxis(prob, 1, 0))
-    labels = np.zeros(foreground.shape, np.uint32)
-    seeds = np.zeros_like(labels) if output.instances.method == "watershed" else None
-    tables = label_stack(foreground, labels, spec.tile, output.instances, seed_scratch=seeds)
-    dtype = label_dtype(tables)
-    final = np.stack(
-        [table[plane].astype(dtype) for table, plane in zip(tables, labels, strict=True)]
-    )
-    return final.reshape(*plane_shape, source.height, source.width)

@@ -1,35 +1,32 @@
-"""Prediction with a trained U-Net over images of any size (Sec. 2, Fig. 2).
+"""The network as a function of input windows, and the tile geometry (Sec. 2, Fig. 2).
 
 :class:`Predictor` turns raw input windows into class probabilities
 (normalisation, device, precision, test-time averaging); :func:`plan_tiles`
-chooses the tile geometry; :func:`predict` and :func:`predict_region` apply
-both over any sliceable image with :mod:`biounet.inference.tiling`. The result does not
+chooses the tile geometry. :mod:`biounet.inference.segmentation` applies both
+over any image with :mod:`biounet.inference.tiling`. The result does not
 depend on the tile size: tiled output equals whole-image output
 (:func:`predict_whole`) because tile origins stay on the max-pooling grid.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from biounet.device import Runtime, make_runtime
-from biounet.inference.progress import Progress, TileProgress
+from biounet.errors import ParameterError
 from biounet.inference.tiling import (
     TileSpec,
-    predict_tiled,
     reflect_indices,
     tile_context,
-    tile_grid,
     tile_spec,
 )
 from biounet.inference.tta import dihedral_transforms, rot7_angles, rotate
-from biounet.io.read import ImageSource, from_array
 from biounet.network import shapes
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import TTA, TTA_CHOICES
@@ -134,6 +131,8 @@ class Predictor:
     Parameters
     ----------
     model : UNet
+        Not changed: the predictor prepares its own copy (evaluation mode,
+        `dtype`, the runtime's device and memory format).
     runtime : Runtime, optional
         Device and precision; default CPU, float32.
     tta : {'none', 'd4', 'rot7'}
@@ -143,11 +142,12 @@ class Predictor:
 
     Notes
     -----
-    Call it with an array of shape (N, C, sy, sx) in the image's dtype; it
-    returns float32 (or `dtype`) probabilities of shape (N, K, oy, ox) whose
-    index 0 is window position ``context`` (:func:`biounet.inference.tiling.tile_context`).
-    With ``tta="rot7"`` the windows must be read with the larger geometry that
-    :meth:`read_spec` returns.
+    :meth:`windows` gives, for a tile geometry, the geometry to read windows
+    with and the function that predicts them: it maps an array of shape
+    (N, C, sy, sx) in the image's dtype to float32 (or `dtype`) probabilities
+    of shape (N, K, oy, ox) whose index 0 is window position ``context``
+    (:func:`biounet.inference.tiling.tile_context`). Without rotations the
+    predictor itself is that function.
     """
 
     def __init__(
@@ -159,25 +159,24 @@ class Predictor:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if tta not in TTA_CHOICES:
-            raise ValueError(f"tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+            raise ParameterError("tta", tta, f"choose from {', '.join(TTA_CHOICES)}")
         self.runtime = runtime or make_runtime("cpu")
         self.config = cfg = model.config
         self.normalization = model.normalization
-        self.model = self.runtime.prepare(model.eval().to(dtype))
+        self.model = self.runtime.prepare(copy.deepcopy(model).eval().to(dtype))
         self.tta = tta
         self.dtype = dtype
         self.context = tile_context(depth=cfg.depth, padding=cfg.padding)
-        self._rot: tuple[TileSpec, int, int] | None = None  # (base spec, margin, window)
+        #: Rotation angles (degrees) averaged over with ``tta="rot7"``.
+        self.angles: tuple[float, ...] = tuple(rot7_angles()) if tta == "rot7" else ()
 
-    def read_spec(self, spec: TileSpec) -> TileSpec:
-        """The geometry the tiler must read with: `spec`, plus margins for rot7.
+    def rotation_geometry(self, spec: TileSpec) -> tuple[int, int]:
+        """(margin, window) of a rotated pass for tiles of `spec` (``tta="rot7"``).
 
         A rotated pass needs a window whose kept output covers the tile
         rotated by any angle (side ``T * sqrt(2)``), and an input margin
         that covers that window rotated by any angle.
         """
-        if self.tta != "rot7":
-            return spec
         cfg = self.config
         need = math.ceil(max(spec.tile) * math.sqrt(2)) + 2
         if cfg.padding == "valid":
@@ -188,14 +187,25 @@ class Predictor:
             )
         centre = self.context + (need - 1) / 2
         radius = math.sqrt(2) * max(centre, window - 1 - centre)
-        margin = math.ceil(radius) + 1
-        self._rot = (spec, margin, window)
+        return math.ceil(radius) + 1, window
+
+    def read_spec(self, spec: TileSpec) -> TileSpec:
+        """The geometry windows must be read with: `spec`, plus margins for rot7."""
+        if self.tta != "rot7":
+            return spec
+        margin, _ = self.rotation_geometry(spec)
         return TileSpec(
             spec.tile,
             (spec.window[0] + 2 * margin, spec.window[1] + 2 * margin),
             spec.context + margin,
             spec.align,
         )
+
+    def windows(self, spec: TileSpec) -> tuple[TileSpec, Callable[[np.ndarray], np.ndarray]]:
+        """The read geometry for tiles of `spec` and the function that predicts its windows."""
+        if self.tta != "rot7":
+            return spec, self
+        return self.read_spec(spec), functools.partial(self._rotated_call, spec)
 
     def _to_tensor(self, windows: np.ndarray) -> torch.Tensor:
         low, high = self.normalization.bounds(windows.dtype)
@@ -215,23 +225,25 @@ class Predictor:
             p = p[..., self.context :, self.context :]
         return p
 
-    @torch.inference_mode()
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities (N, K, oy, ox) for raw windows (N, C, sy, sx)."""
-        x = self._to_tensor(windows)
-        if self.tta == "none":
-            p = self._probabilities(x)
-        elif self.tta == "d4":
-            p = sum(inv(self._probabilities(fwd(x))) for fwd, inv in dihedral_transforms()) / 8
-        else:
-            p = self._rotated(x, rot7_angles())
+    def _numpy(self, p: torch.Tensor) -> np.ndarray:
         return p.to(torch.float32 if self.dtype != torch.float64 else self.dtype).cpu().numpy()
 
-    def _rotated(self, x: torch.Tensor, angles: list[float]) -> torch.Tensor:
+    @torch.inference_mode()
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities (N, K, oy, ox) for raw windows (N, C, sy, sx); no rotations."""
+        if self.tta == "rot7":
+            raise ValueError("rot7 predicts windows of a tile geometry: use windows(spec)")
+        x = self._to_tensor(windows)
+        if self.tta == "none":
+            return self._numpy(self._probabilities(x))
+        p = sum(inv(self._probabilities(fwd(x))) for fwd, inv in dihedral_transforms()) / 8
+        return self._numpy(p)
+
+    @torch.inference_mode()
+    def _rotated_call(self, spec: TileSpec, windows: np.ndarray) -> np.ndarray:
         """Average over passes rotated about each tile's centre (bilinear both ways)."""
-        if self._rot is None:
-            raise RuntimeError("call read_spec() before predicting with tta='rot7'")
-        spec, m, window = self._rot
+        x = self._to_tensor(windows)
+        m, window = self.rotation_geometry(spec)
         plain = self._probabilities(x[..., m : x.shape[-2] - m, m : x.shape[-1] - m])
         tile = spec.tile
         centre = ((tile[0] - 1) / 2, (tile[1] - 1) / 2)
@@ -242,185 +254,14 @@ class Predictor:
             else (shapes.output_size(window, depth=self.config.depth) - 1) / 2
         )
         total = torch.zeros_like(plain)
-        for deg in angles:
+        for deg in self.angles:
             if deg == 0.0:
                 total += plain
                 continue
             xr = rotate(x, (window, window), (self.context + kept_centre,) * 2, centre_in, deg)
             back = rotate(self._probabilities(xr), tile, centre, (kept_centre,) * 2, -deg)
             total[..., : tile[0], : tile[1]] += back
-        return total / len(angles)
-
-
-def as_source(image: Any, axes: str | None = None) -> ImageSource:
-    """`image` as an :class:`ImageSource` (arrays are wrapped with `axes`)."""
-    return image if isinstance(image, ImageSource) else from_array(image, axes)
-
-
-@dataclass(frozen=True)
-class _PlaneView:
-    """A (C, H, W) sliceable view of one plane of an ImageSource."""
-
-    source: ImageSource
-    plane: int
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.source.channels, self.source.height, self.source.width)
-
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        return self.source.read(self.plane, key[1], key[2])
-
-
-def plane_view(source: ImageSource, plane: int) -> _PlaneView:
-    """One plane of `source` as a (C, H, W) array-like for :func:`.tiling.predict_tiled`."""
-    return _PlaneView(source, plane)
-
-
-def predict_region(
-    source: ImageSource,
-    plane: int,
-    region: tuple[slice, slice],
-    predictor: Predictor,
-    spec: TileSpec,
-    *,
-    batch_size: int = 1,
-    on_tile: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Probabilities for one output region of one plane (the block-level predictor).
-
-    The region's start must be a multiple of the tile size; then any split
-    of an image into regions gives exactly the output of one whole pass.
-
-    Returns
-    -------
-    ndarray of shape (K, h, w)
-    """
-    return predict_tiled(
-        plane_view(source, plane),
-        predictor,
-        predictor.read_spec(spec),
-        batch_size=batch_size,
-        region=region,
-        on_tile=on_tile,
-    )
-
-
-def predict(
-    image: Any,
-    model: UNet,
-    *,
-    axes: str | None = None,
-    window: int | None = None,
-    batch_size: int = 1,
-    tta: TTA = "none",
-    runtime: Runtime | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: Progress = False,
-) -> np.ndarray:
-    """Class probabilities for every pixel of an in-memory or lazy image.
-
-    Parameters
-    ----------
-    image : array-like or ImageSource
-        ndarray, memmap or zarr array; 2D (``YX``) by default, or give `axes`
-        (e.g. ``"ZYX"``, ``"CYX"``, ``"ZCYX"``).
-    model : UNet
-    axes : str, optional
-    window : int, optional
-        Network input size per tile (valid size); default from memory budget.
-    batch_size : int
-        Tiles per forward pass.
-    tta : {'none', 'd4', 'rot7'}
-    runtime : Runtime, optional
-    dtype : torch.dtype
-    progress : bool or callable
-        ``True`` for a tqdm bar, or ``progress(done, total)`` called after
-        every tile (see :mod:`biounet.inference.progress`).
-
-    Returns
-    -------
-    ndarray of shape (P, K, H, W)
-        One probability map per plane and class.
-
-    Examples
-    --------
-    >>> net = UNet(UNetConfig(features=4))
-    >>> predict(np.zeros((50, 70), np.uint8), net).shape
-    (1, 2, 50, 70)
-    """
-    source, predictor, spec = prepare_prediction(
-        image,
-        model,
-        axes=axes,
-        tta=tta,
-        dtype=dtype,
-        runtime=runtime,
-        window=window,
-        batch_size=batch_size,
-    )
-    return predict_planes(source, predictor, spec, batch_size=batch_size, progress=progress)
-
-
-def prepare_prediction(
-    image: Any,
-    model: UNet,
-    *,
-    axes: str | None = None,
-    tta: TTA = "none",
-    dtype: torch.dtype = torch.float32,
-    runtime: Runtime | None = None,
-    window: int | None = None,
-    batch_size: int = 1,
-    unit: int = 1,
-) -> tuple[ImageSource, Predictor, TileSpec]:
-    """The image as a source, the predictor and the tile geometry of an in-memory prediction.
-
-    Raises
-    ------
-    ValueError
-        If the image's channels do not fit the model, or `window` is not valid.
-    """
-    source = as_source(image, axes)
-    if source.channels != model.config.in_channels:
-        raise ValueError(
-            f"{source.name}: {source.channels} channel(s), model expects {model.config.in_channels}"
-        )
-    predictor = Predictor(model, runtime, tta=tta, dtype=dtype)
-    spec = plan_tiles(
-        model.config,
-        (source.height, source.width),
-        window=window,
-        runtime=predictor.runtime,
-        batch_size=batch_size,
-        unit=unit,
-    )
-    return source, predictor, spec
-
-
-def predict_planes(
-    source: ImageSource,
-    predictor: Predictor,
-    spec: TileSpec,
-    *,
-    batch_size: int = 1,
-    progress: Progress = False,
-) -> np.ndarray:
-    """Probabilities (P, K, H, W) of every plane of `source` with a given tile geometry."""
-    full = (slice(0, source.height), slice(0, source.width))
-    total = len(tile_grid((source.height, source.width), predictor.read_spec(spec)))
-    bar = TileProgress(total * source.n_planes, source.name, progress)
-    try:
-        return np.stack(
-            [
-                predict_region(
-                    source, p, full, predictor, spec, batch_size=batch_size, on_tile=bar.update
-                )
-                for p in range(source.n_planes)
-            ]
-        )
-    finally:
-        bar.close()
+        return self._numpy(total / len(self.angles))
 
 
 def predict_whole(

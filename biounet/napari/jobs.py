@@ -25,11 +25,12 @@ import numpy as np
 
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
-from biounet.inference.outputs import segment
+from biounet.inference.outputs import model_output
 from biounet.inference.progress import ProgressCallback
+from biounet.inference.segmentation import segment
 from biounet.napari.layers import image_axes
 from biounet.network.unet import UNet, load_model
-from biounet.options import TTA, OutputKind, OutputOptions
+from biounet.options import TTA, OutputKind
 from biounet.training.data import Foreground, LabelKind, to_instances
 from biounet.training.weight_map import WeightMapConfig, weight_maps
 
@@ -190,6 +191,9 @@ class SegmentRequest:
         Network input size per tile; None picks one.
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    threshold, min_size : float or int, optional
+        The user's override of the model's decision rule; None keeps the
+        model's (as ``biounet predict`` without ``--threshold``/``--min-size``).
     """
 
     image: Any
@@ -200,6 +204,8 @@ class SegmentRequest:
     tta: TTA = "none"
     window: int | None = None
     device: str = "auto"
+    threshold: float | None = None
+    min_size: int | None = None
 
 
 def summary(data: np.ndarray, kind: str, seconds: float) -> str:
@@ -234,7 +240,9 @@ def segment_job(
     -------
     Outcome
         ``done`` with exactly what :func:`biounet.segment` returns for the
-        request, ``cancelled``, or ``failed`` with the reason.
+        request (the model's decision rule unless the request overrides it),
+        with the rule used in its message; ``cancelled``; or ``failed`` with
+        the reason.
     """
     start = time.perf_counter()
     try:
@@ -248,7 +256,8 @@ def segment_job(
             name=request.name,
         )
         runtime = make_runtime(request.device)
-        output = OutputOptions(kind=request.kind)
+        overrides = {"threshold": request.threshold, "min_size": request.min_size}
+        output = model_output(model, request.kind, instances=overrides)
 
         def work(progress: ProgressCallback) -> np.ndarray:
             return segment(
@@ -267,7 +276,10 @@ def segment_job(
         return Outcome("cancelled", str(exc))
     except (BiounetError, ValueError) as exc:  # input the user can change
         return Outcome("failed", str(exc).replace("<array>", request.name))
-    return Outcome("done", summary(data, request.kind, time.perf_counter() - start), data)
+    seconds = time.perf_counter() - start
+    rule = model.decision.describe(output.instances) if request.kind != "probabilities" else ""
+    message = summary(data, request.kind, seconds) + (f" ({rule})" if rule else "")
+    return Outcome("done", message, data)
 
 
 @dataclass(frozen=True)

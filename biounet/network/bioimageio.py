@@ -18,6 +18,7 @@ Needs the ``bioimageio`` extra (``pip install 'biounet[bioimageio]'``).
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -119,11 +120,19 @@ def _cover(image: np.ndarray, prob: np.ndarray, norm: Normalization, path: Path)
 
 def _readme(model: UNet, size: int, out: int, dtype: str) -> str:
     cfg = model.config
+    rule = model.decision
+    objects = (
+        "4-connected components of the foreground"
+        if rule.method == "components"
+        else f"a watershed from seeds where probability > {rule.seed_threshold:g}"
+    )
+    min_size = f", at least {rule.min_size} px" if rule.min_size else ""
+    chosen = f"calibrated for {rule.chosen_by}" if rule.chosen_by else "not calibrated"
     smallest = shapes.smallest_valid_input_size(depth=cfg.depth, padding=cfg.padding)
     return f"""# biounet U-Net
 
 The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015) as implemented by
-[biounet](https://pypi.org/project/biounet/) {__version__}: {cfg.padding} convolutions,
+biounet {__version__}: {cfg.padding} convolutions,
 depth {cfg.depth}, {cfg.features} features in the first level, {cfg.in_channels} input
 channel(s), {cfg.n_classes} classes ({cfg.flavour} flavour).
 
@@ -135,6 +144,15 @@ channel(s), {cfg.n_classes} classes ({cfg.flavour} flavour).
 - output `probabilities`: class probabilities (softmax over the channel axis);
   y and x are the input's size {-2 * cfg.halo:+d} (the network crops {cfg.halo} px of context
   per side; for the test tensor {size} -> {out}).
+
+## Decision rule
+
+The output is class probabilities. The model's decision rule, which
+`biounet predict --model THIS_PACKAGE.zip` applies by default (and which is
+stored in `config.biounet.decision` of this package's description): foreground
+is `probability > {rule.threshold:g}`, objects are {objects}{min_size}
+({chosen}). A consumer of the probabilities should threshold them at
+{rule.threshold:g}, not 0.5.
 
 ## Tiled prediction
 
@@ -219,7 +237,7 @@ def export_bioimageio(
     image = np.ascontiguousarray(sample[y0 : y0 + size, x0 : x0 + size])
     dtype = str(image.dtype)
     low, high = model.normalization.bounds(image.dtype)
-    model = model.float().eval()
+    model = copy.deepcopy(model).float().eval()  # the caller's model stays as it is
     with torch.no_grad():
         x = torch.from_numpy(normalize(image, model.normalization))[None, None]
         prob = torch.softmax(model(x), dim=1).numpy().astype(np.float32)
@@ -328,6 +346,7 @@ def export_bioimageio(
                     "biounet_version": __version__,
                     "model_config": asdict(cfg),
                     "normalization": asdict(model.normalization),
+                    "decision": asdict(model.decision),
                 }
             },
         )

@@ -146,6 +146,7 @@ def load_bioimageio_package(path: Path, *, map_location: str | torch.device = "c
         "biounet_version": own.get("biounet_version", "unknown"),
         "model_config": own["model_config"],
         "normalization": own["normalization"],
+        "decision": own.get("decision", {}),
         "model_state": state,
     }
 

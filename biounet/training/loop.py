@@ -34,7 +34,7 @@ from biounet.device import Runtime
 from biounet.errors import BiounetError
 from biounet.evaluation.table import is_improvement
 from biounet.inference.outputs import foreground_probability
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.io.atomic import atomic_output, os_error_message, sweep
 from biounet.network.checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from biounet.network.decision import DecisionRule

@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from biounet.inference.predictor import predict, predict_whole  # noqa: E402
+from biounet.inference.predictor import predict_whole  # noqa: E402
+from biounet.inference.segmentation import predict
 from biounet.inference.tiling import tile_grid, tile_spec  # noqa: E402
 from biounet.network.bundled import default_model_path  # noqa: E402
 from biounet.network.unet import UNet  # noqa: E402

@@ -39,7 +39,7 @@ import torch
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.evaluation.matching import average_precision, seg_score
-from biounet.inference.outputs import segment
+from biounet.inference.segmentation import segment
 from biounet.io.atomic import atomic_output
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import load_model

@@ -35,7 +35,7 @@ import tifffile
 
 from biounet.device import make_runtime
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet
 from biounet.training.config import TrainConfig

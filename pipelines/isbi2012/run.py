@@ -36,7 +36,7 @@ import torch
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.unet import UNet
 from biounet.training.config import DataConfig, load_config

@@ -12,7 +12,8 @@ from skimage.measure import label
 
 from biounet.cli import main
 from biounet.inference.files import segment_file
-from biounet.inference.predictor import Predictor, predict
+from biounet.inference.predictor import Predictor
+from biounet.inference.segmentation import predict
 from biounet.io.write import zarr_level
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig

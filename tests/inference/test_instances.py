@@ -4,7 +4,8 @@ from scipy import ndimage as ndi
 from skimage.measure import label
 from skimage.segmentation import watershed
 
-from biounet.inference.instances import InstanceOptions, label_stack
+from biounet.inference.instances import label_stack
+from biounet.options import InstanceOptions
 
 
 def canonical(labels):

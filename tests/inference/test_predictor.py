@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
+from biounet.errors import BiounetError
 from biounet.inference.predictor import (
     Predictor,
     activation_bytes,
     default_window,
     plan_tiles,
-    predict,
     predict_whole,
 )
+from biounet.inference.segmentation import predict
 from biounet.inference.tiling import predict_tiled, tile_spec
 from biounet.network.normalize import Normalization
 from biounet.network.unet import UNet, UNetConfig
@@ -55,10 +56,10 @@ def test_tta_with_identity_only_equals_plain(rng, net):
     image = rng.integers(0, 256, (1, 50, 70)).astype(np.uint8)
     plain = predict_whole(image, net, dtype=torch.float64)
     pred = Predictor(net, tta="rot7", dtype=torch.float64)
-    spec = pred.read_spec(tile_spec(116, depth=3).fit(50, 70))
-    rotated = pred._rotated
-    pred._rotated = lambda x, angles: rotated(x, [0.0])
-    np.testing.assert_allclose(predict_tiled(image, pred, spec), plain, atol=1e-12)
+    pred.angles = (0.0,)
+    spec, fn = pred.windows(tile_spec(116, depth=3).fit(50, 70))
+    assert spec.window[0] > 116  # read with the rotation margins
+    np.testing.assert_allclose(predict_tiled(image, fn, spec), plain, atol=1e-12, rtol=0)
 
 
 def test_rot7_is_close_to_plain_for_a_rotation_invariant_image(net):
@@ -68,7 +69,8 @@ def test_rot7_is_close_to_plain_for_a_rotation_invariant_image(net):
     torch.manual_seed(1)
     smooth = UNet(UNetConfig(features=4, depth=3)).eval()
     pred = Predictor(smooth, tta="rot7", dtype=torch.float64)
-    out = predict_tiled(image, pred, pred.read_spec(tile_spec(180, depth=3).fit(80, 80)))
+    spec, fn = pred.windows(tile_spec(180, depth=3).fit(80, 80))
+    out = predict_tiled(image, fn, spec)
     plain = predict_whole(image, smooth, dtype=torch.float64)
     assert out.shape == plain.shape
     assert np.abs(out - plain)[:, 20:60, 20:60].mean() < 0.05
@@ -85,7 +87,7 @@ def test_default_window_grows_with_budget():
 
 
 def test_channel_mismatch(rng, net):
-    with pytest.raises(ValueError, match="2 channel"):
+    with pytest.raises(BiounetError, match="<array>: 2 channel"):
         predict(rng.random((2, 40, 40)), net, axes="CYX")
 
 

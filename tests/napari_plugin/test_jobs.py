@@ -9,7 +9,7 @@ import tifffile
 import torch
 
 from biounet.errors import BiounetError
-from biounet.inference.outputs import segment
+from biounet.inference.segmentation import segment
 from biounet.napari import samples
 from biounet.napari.jobs import (
     Cancelled,

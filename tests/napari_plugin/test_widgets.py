@@ -22,7 +22,7 @@ if not REQUIRED:
 import napari.layers  # noqa: E402
 from npe2 import PluginManifest  # noqa: E402
 
-from biounet.inference.outputs import segment  # noqa: E402
+from biounet.inference.segmentation import segment  # noqa: E402
 from biounet.napari.segment_widget import BUNDLED, FROM_FILE, SegmentWidget  # noqa: E402
 from biounet.napari.weight_map_widget import WeightMapWidget  # noqa: E402
 from biounet.network.unet import load_model  # noqa: E402

@@ -14,7 +14,7 @@ pytest.importorskip("bioimageio.spec", reason="needs the bioimageio extra (the d
 
 from biounet import BiounetError
 from biounet.cli import main
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.network.bioimageio import export_bioimageio, sample_image
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.normalize import Normalization

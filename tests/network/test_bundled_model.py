@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from biounet.cli import main
 from biounet.evaluation.isbi import evaluate_isbi
-from biounet.inference.predictor import predict
+from biounet.inference.segmentation import predict
 from biounet.network.bundled import BUNDLED, default_model_path
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
