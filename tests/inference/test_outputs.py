@@ -6,12 +6,10 @@ import tifffile
 import torch
 
 from biounet.inference.files import predict_files, segment_file
-from biounet.options import InstanceOptions
 from biounet.inference.outputs import encode, foreground_probability
-from biounet.inference.segmentation import segment
-from biounet.inference.segmentation import predict
+from biounet.inference.segmentation import predict, segment
 from biounet.network.unet import UNet, UNetConfig
-from biounet.options import OutputOptions, TileOptions
+from biounet.options import InstanceOptions, OutputOptions, TileOptions
 
 
 @pytest.fixture(scope="module")
