@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from biounet.errors import BiounetError
+from biounet.errors import ParameterError
 from biounet.options import Precision
 
 log = logging.getLogger(__name__)
@@ -101,16 +101,16 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "cuda" or spec.startswith("cuda:"):
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():
-            raise BiounetError(f"--device {spec}: expected cuda:N with N a number")
+            raise ParameterError("device", spec, "expected cuda:N with N a number")
         if not torch.cuda.is_available():
-            raise BiounetError(f"--device {spec}: CUDA is not available on this machine")
+            raise ParameterError("device", spec, "CUDA is not available on this machine")
         index = int(index_text)
         if index >= torch.cuda.device_count():
-            raise BiounetError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
+            raise ParameterError(
+                "device", spec, f"only {torch.cuda.device_count()} CUDA device(s) present"
             )
         return torch.device("cuda", index)
-    raise BiounetError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+    raise ParameterError("device", spec, "expected auto, cpu, cuda or cuda:N")
 
 
 @functools.cache
@@ -180,14 +180,18 @@ def make_runtime(
     dev = resolve_device(device)
     reuse_freed_memory()
     if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise BiounetError(f"--precision {precision}: expected auto, fp32, bf16 or fp16")
+        raise ParameterError("precision", precision, "expected auto, fp32, bf16 or fp16")
     if dev.type != "cuda":
         if precision == "fp16":
-            raise BiounetError("--precision fp16: needs a CUDA device (on the CPU: bf16 or fp32)")
+            raise ParameterError(
+                "precision", precision, "fp16 needs a CUDA device (on the CPU: bf16 or fp32)"
+            )
         if precision == "bf16" and not cpu_has_bf16():
-            raise BiounetError(
-                "--precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or "
-                "AMX), so bf16 would be slower than fp32; use fp32"
+            raise ParameterError(
+                "precision",
+                precision,
+                "this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so bf16 "
+                "would be slower than fp32; use fp32",
             )
         return Runtime(dev, torch.bfloat16 if precision == "bf16" else None, channels_last)
     if precision == "auto":

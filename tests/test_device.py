@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from biounet import BiounetError
+from biounet.cli.parse import option_message
 from biounet.device import make_runtime, resolve_device
+from biounet.errors import ParameterError
 
 
 def test_cpu_and_auto():
@@ -27,9 +29,11 @@ def test_cuda_missing_is_clear(spec):
 
 
 def test_bad_specs():
+    """The library names its parameter; the command line names the option (tests/cli)."""
     for spec in ("gpu", "cuda:x"):
-        with pytest.raises(BiounetError, match="--device"):
+        with pytest.raises(ParameterError, match=f"^device='{spec}': expected") as info:
             resolve_device(spec)
+        assert option_message(info.value).startswith(f"--device {spec}: expected")
     with pytest.raises(BiounetError, match="needs a CUDA device"):
         make_runtime("cpu", "fp16")
 

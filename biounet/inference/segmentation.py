@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,25 +84,16 @@ class Plan:
     dtype: torch.dtype = torch.float32
 
 
-class ProbabilityStream(Protocol):
-    """Where the tiles' class probabilities come from (this process, or a Dask cluster).
-
-    Called as ``stream(source, model, plan, transform, bar)``, it yields
-    ``(plane, rows, cols, transform(p))`` for every tile in file order (plane
-    by plane, row-major), where ``p`` (K, h, w) are the tile's class
-    probabilities, and calls ``bar.update(pixels)`` once per tile.
-    """
-
-    def __call__(
-        self,
-        source: ImageSource,
-        model: UNet,
-        plan: Plan,
-        transform: Callable[[np.ndarray], np.ndarray],
-        bar: TileProgress,
-    ) -> Iterator[TileData]:
-        """Yield ``(plane, rows, cols, transform(p))`` for every tile, in file order."""
-        ...  # pragma: no cover
+#: Where the tiles' class probabilities come from: this process
+#: (:func:`stream_probabilities`) or a Dask cluster (``DaskCluster.stream``).
+#: Called as ``stream(source, model, plan, transform, bar)``, it yields
+#: ``(plane, rows, cols, transform(p))`` for every tile in file order (plane by
+#: plane, row-major), where ``p`` (K, h, w) are the tile's class probabilities,
+#: and calls ``bar.update(pixels)`` once per tile.
+ProbabilityStream = Callable[
+    [ImageSource, UNet, Plan, Callable[[np.ndarray], np.ndarray], TileProgress],
+    Iterator[TileData],
+]
 
 
 def check_channels(source: ImageSource, model: UNet) -> None:

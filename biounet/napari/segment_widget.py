@@ -15,10 +15,20 @@ from typing import Any
 import napari
 import napari.layers
 import napari.viewer
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
+from biounet.errors import BiounetError
 from biounet.napari.jobs import ModelCache, Outcome, SegmentRequest, segment_job
 from biounet.napari.layers import follow_layers, full_resolution, put_layer, transform_of
 from biounet.options import OUTPUT_KINDS, TTA_CHOICES
@@ -73,6 +83,22 @@ class SegmentWidget(Container):
         self.model_file = FileEdit(label="model file", mode="r", filter=MODEL_FILTER)
         self.model_file.visible = False
         self.kind = ComboBox(label="output", choices=list(OUTPUT_KINDS), value="labels")
+        # the model's decision rule, shown and editable (set from the model: _show_rule)
+        self.threshold = FloatSpinBox(
+            label="threshold",
+            value=0.5,
+            min=0.0,
+            max=0.999,
+            step=0.01,
+            tooltip="foreground is probability > threshold; set to the model's calibrated value",
+        )
+        self.min_size = SpinBox(
+            label="min size (px)",
+            value=0,
+            min=0,
+            max=10**9,
+            tooltip="objects smaller than this are removed; set to the model's value",
+        )
         self.tta = ComboBox(
             label="test-time aug.",
             choices=list(TTA_CHOICES),
@@ -97,6 +123,8 @@ class SegmentWidget(Container):
                 self.model,
                 self.model_file,
                 self.kind,
+                self.threshold,
+                self.min_size,
                 self.tta,
                 self.tile_size,
                 self.device,
@@ -108,6 +136,9 @@ class SegmentWidget(Container):
             labels=True,
         )
         self.model.changed.connect(self._show_model_file)
+        self.model.changed.connect(self._show_rule)
+        self.model_file.changed.connect(self._show_rule)
+        self._show_rule()
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         follow_layers(viewer, self, self._follow_selection)
@@ -123,6 +154,14 @@ class SegmentWidget(Container):
 
     def _show_model_file(self, choice: str) -> None:
         self.model_file.visible = choice == FROM_FILE
+
+    def _show_rule(self, _value: Any = None) -> None:
+        """Set threshold and min size to the chosen model's decision rule."""
+        try:
+            rule = self._models.get(self._model_path()).decision
+        except (ValueError, BiounetError):  # no file yet, or one that is not a model
+            return
+        self.threshold.value, self.min_size.value = rule.threshold, rule.min_size
 
     def _model_path(self) -> str | None:
         if self.model.value == BUNDLED:
@@ -152,6 +191,8 @@ class SegmentWidget(Container):
             tta=self.tta.value,
             window=self.tile_size.value or None,
             device=self.device.value,
+            threshold=self.threshold.value,
+            min_size=self.min_size.value,
         )
 
     def run(self) -> None:

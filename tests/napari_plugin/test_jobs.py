@@ -135,7 +135,7 @@ def test_segment_job_with_tta_and_window(blobs, tiny_checkpoint):
         ({"image": np.zeros((40, 40, 3), np.uint8), "rgb": True}, "RGB image with 3 channels"),
         ({"model": "/nonexistent/model.pt"}, "no such checkpoint file"),
         ({"window": 42}, "42 is not a valid input size"),
-        ({"device": "cuda:7"}, "--device cuda:7"),
+        ({"device": "cuda:7"}, "device='cuda:7'"),
     ],
 )
 def test_segment_job_reports_bad_input_in_one_line(tiny_checkpoint, request_kwargs, message):

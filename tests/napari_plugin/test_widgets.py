@@ -227,3 +227,33 @@ def test_plugin_widgets_and_samples_open_through_napari(qtbot, viewer):
         viewer.layers["touching_cells"].data, tifffile.imread(SAMPLES / "touching_cells.tif")
     )
     assert widget.image.value is viewer.layers["touching_cells"]
+
+
+def test_bundled_model_on_the_sample_gives_predicts_labels_with_its_rule(qtbot, viewer, tmp_path):
+    """The widget's defaults are the model's decision rule: the same labels as `biounet predict`."""
+    from click.testing import CliRunner
+
+    from biounet.cli import main
+
+    sample = SAMPLES / "em_synthetic.tif"
+    result = CliRunner().invoke(
+        main, ["predict", str(sample), "-o", str(tmp_path / "l.tif"), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    viewer.add_image(tifffile.imread(sample), name="em")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.device.value = "cpu"
+    rule = load_model().decision
+    assert rule.threshold != 0.5
+    assert widget.threshold.value == pytest.approx(rule.threshold, abs=1e-9)
+    assert widget.min_size.value == rule.min_size
+    click_and_wait(qtbot, widget)
+    np.testing.assert_array_equal(
+        viewer.layers["em labels"].data, tifffile.imread(tmp_path / "l.tif")
+    )
+    assert f"threshold {rule.threshold:g}, min size {rule.min_size}" in widget.status.value
+    widget.threshold.value = 0.5  # the user's override is applied and shown
+    click_and_wait(qtbot, widget)
+    assert f"threshold 0.5 (model: {rule.threshold:g})" in widget.status.value
+    assert not np.array_equal(viewer.layers["em labels"].data, tifffile.imread(tmp_path / "l.tif"))
