@@ -109,3 +109,35 @@ def test_at_most_ten_modules_at_the_top_and_the_subpackages_by_role():
 def test_command_line_help_does_not_import_torch():
     code = "import sys, biounet.cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+#: The layers, lowest first: a module imports only from its own subpackage and lower
+#: layers (issue 21: no upward imports such as inference -> viz or options -> inference).
+LAYERS = [
+    {"biounet", "errors", "plain"},  # "biounet": the lazy top level (only __version__)
+    {"signals", "io"},
+    {"options"},
+    {"device", "synthetic"},
+    {"network"},
+    {"inference", "evaluation"},
+    {"training"},
+    {"viz"},
+    {"napari", "cli"},
+    {"__main__"},
+]
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    group = parts[1] if len(parts) > 1 else "biounet"
+    return next(i for i, names in enumerate(LAYERS) if group in names)
+
+
+def test_no_upward_imports():
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in graph().items()
+        for b in targets
+        if a.split(".")[:2] != b.split(".")[:2] and layer(b) >= layer(a) and b != "biounet"
+    ]
+    assert upward == []

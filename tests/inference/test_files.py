@@ -231,3 +231,22 @@ def test_interrupted_run_leaves_nothing(tmp_path, stack_path, model_path, monkey
     )
     assert r.exit_code != 0 and len(calls) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_an_existing_zarr_store_is_refused_then_replaced_whole(tmp_path, stack_path, model_path):
+    """`-o x.zarr` names a store, never a folder of outputs (no TIFF is written inside it)."""
+    store = tmp_path / "seg.zarr"
+    args = ("predict", stack_path, "-o", store, "--model", model_path, "--window", 116)
+    assert _run(*args, "--output", "mask").exit_code == 0
+    first = zarr_level(store)[:]
+    again = _run(*args)
+    assert again.exit_code == 1
+    assert again.output.strip().splitlines() == [
+        f"Error: {store}: already exists (use --overwrite to replace it)"
+    ]
+    assert list(store.rglob("*.tif")) == [] and np.array_equal(zarr_level(store)[:], first)
+    assert _run(*args, "--overwrite").exit_code == 0  # labels now replace the mask
+    labels = zarr_level(store)[:]
+    assert list(store.rglob("*.tif")) == [] and labels.dtype == np.uint16
+    np.testing.assert_array_equal(labels > 0, first > 0)  # the same threshold (0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "seg.zarr"]
