@@ -32,7 +32,7 @@ from biounet.inference.segmentation import (
 )
 from biounet.inference.sinks import FileSink
 from biounet.io.atomic import check_writable, os_error_message
-from biounet.io.read import ImageSource, check_finite, open_image
+from biounet.io.read import ImageSource, check_finite, is_zarr, open_image
 from biounet.network.unet import UNet
 from biounet.options import OUTPUT_FORMATS, OutputOptions, TileOptions
 
@@ -196,7 +196,7 @@ def check_output(
 
 
 def input_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The TIFF files named by `paths`: files as they are, folders by their ``*.tif[f]``.
+    """The images named by `paths`: TIFFs and OME-Zarr stores as they are, folders by their TIFFs.
 
     Raises
     ------
@@ -205,7 +205,7 @@ def input_files(paths: Sequence[str | Path]) -> list[Path]:
     """
     files: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
+        if path.is_dir() and not is_zarr(path):
             found = sorted(
                 p
                 for p in path.iterdir()
@@ -230,7 +230,7 @@ def image_stem(path: Path) -> str:
     ('slide', 'b')
     """
     name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem

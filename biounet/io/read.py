@@ -295,6 +295,12 @@ UNIT_ALIASES: dict[str, str] = {
     "nanometer": "nm",
     "A": "Å",
     "angstrom": "Å",
+    # the unit names of OME-Zarr (NGFF) axes
+    "picometer": "pm",
+    "micrometer": "µm",
+    "millimeter": "mm",
+    "centimeter": "cm",
+    "meter": "m",
 }
 
 
@@ -432,17 +438,60 @@ def detect_label_kind(
 
 
 def existing_image_file(path: str | Path) -> Path:
-    """`path` as a Path, or a one-line error if it is missing or a folder."""
+    """`path` as a Path, or a one-line error if it is missing or a folder (not a ``.zarr``)."""
     path = Path(path)
     if not path.exists():
         raise BiounetError(f"{path}: no such file")
-    if path.is_dir():
+    if path.is_dir() and not is_zarr(path):
         raise BiounetError(f"{path}: is a folder, not an image")
     return path
 
 
+def is_zarr(path: str | Path) -> bool:
+    """Whether `path` names an OME-Zarr store (a folder ``*.zarr``)."""
+    return Path(path).suffix.lower() == ".zarr" and Path(path).is_dir()
+
+
+def open_zarr_image(path: Path, axes: str | None = None) -> ImageSource:
+    """The full-resolution level of an OME-Zarr (NGFF 0.4) image, read chunk by chunk.
+
+    The axes and the pixel size (the level's ``scale`` and the axes' unit)
+    come from the ``multiscales`` metadata.
+
+    Raises
+    ------
+    BiounetError
+        A folder that is not an OME-Zarr image.
+    """
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        multiscale = group.attrs["multiscales"][0]
+        level = multiscale["datasets"][0]
+        data = group[level["path"]]
+        described = [a if isinstance(a, dict) else {"name": a} for a in multiscale["axes"]]
+        names = [a["name"].upper() for a in described]
+        scale = next(
+            (t["scale"] for t in level.get("coordinateTransformations", []) if "scale" in t),
+            [1.0] * len(names),
+        )
+    except Exception as exc:  # zarr and the metadata fail in many ways
+        reason = f"{type(exc).__name__}: {exc}"
+        raise BiounetError(f"{path}: not an OME-Zarr image ({reason[:200]})") from None
+    # only axes whose unit is a length carry a physical size
+    size = {
+        n: v for n, v, a in zip(names, scale, described, strict=False) if length_unit(a.get("unit"))
+    }
+    units = {length_unit(a.get("unit")) for a in described} - {None}
+    pixel_size = PixelSize()
+    if len(units) == 1 and "X" in size and "Y" in size:
+        pixel_size = PixelSize(size["X"], size["Y"], size.get("Z"), units.pop())
+    return ImageSource(path, data, axes or "".join(names), pixel_size)
+
+
 def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
-    """Open a TIFF for region-wise reading.
+    """Open a TIFF (or an OME-Zarr image, ``*.zarr``) for region-wise reading.
 
     Parameters
     ----------
@@ -464,6 +513,8 @@ def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
     import tifffile
 
     path = existing_image_file(path)
+    if is_zarr(path):
+        return open_zarr_image(path, axes)
     try:
         tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:

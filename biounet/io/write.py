@@ -9,7 +9,6 @@ predictor uses.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import warnings
@@ -262,21 +261,6 @@ def write_ome_zarr(
     if layout.kind == "labels":
         add_metadata(group, {"image-label": {"version": fmt.version}}, fmt=fmt)
     return levels
-
-
-def zarr_axes(path: str | Path) -> str:
-    """Axis letters of an OME-Zarr written by :func:`write_ome_zarr`."""
-    attrs = json.loads((Path(path) / ".zattrs").read_text())
-    return "".join(a["name"].upper() for a in attrs["multiscales"][0]["axes"])
-
-
-def zarr_level(path: str | Path, level: int = 0) -> Any:
-    """One resolution level (0 = full) of an OME-Zarr written by :func:`write_ome_zarr`."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
-    datasets = group.attrs["multiscales"][0]["datasets"]
-    return group[datasets[level]["path"]]
 
 
 def zarr_key(layout: Layout, plane: int, rows: slice, cols: slice) -> tuple:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def weighted_cross_entropy(
@@ -50,13 +49,3 @@ def weighted_cross_entropy(
     if weights is not None:
         nll = nll * weights
     return nll.mean()
-
-
-class WeightedCrossEntropyLoss(nn.Module):
-    """Module form of :func:`weighted_cross_entropy`."""
-
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """See :func:`weighted_cross_entropy`."""
-        return weighted_cross_entropy(logits, target, weights)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from zarr_levels import zarr_level
 
 from biounet.inference import dask as distributed
 from biounet.inference.files import predict_files, segment_file
-from biounet.io.write import zarr_level
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import OutputOptions, TileOptions

@@ -9,12 +9,12 @@ import torch
 import zarr
 from click.testing import CliRunner
 from skimage.measure import label
+from zarr_levels import zarr_level
 
 from biounet.cli import main
 from biounet.inference.files import segment_file
 from biounet.inference.predictor import Predictor
 from biounet.inference.segmentation import predict
-from biounet.io.write import zarr_level
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import OutputOptions, TileOptions
@@ -250,3 +250,30 @@ def test_an_existing_zarr_store_is_refused_then_replaced_whole(tmp_path, stack_p
     assert list(store.rglob("*.tif")) == [] and labels.dtype == np.uint16
     np.testing.assert_array_equal(labels > 0, first > 0)  # the same threshold (0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "seg.zarr"]
+
+
+def test_an_ome_zarr_input_predicts_like_its_tiff(tmp_path, stack_path, model_path):
+    """OME-Zarr in (axes and pixel size from its metadata): the TIFF's labels, the same scale."""
+    from biounet.io.read import PixelSize, open_image
+    from biounet.io.write import Layout, write_tiles
+
+    data = tifffile.imread(stack_path)
+    layout = Layout((2,), "Z", 90, 130, 1, np.dtype(np.uint8), PixelSize(0.25, 0.25, None, "µm"))
+    planes = ((p, slice(0, 90), slice(0, 130), data[p]) for p in range(2))
+    write_tiles(tmp_path / "in.zarr", planes, layout, (48, 48), "none")
+    for name in ("in.zarr", "in.tif"):
+        args = ("predict", tmp_path / name, "-o", tmp_path / f"{name}.tif", "--model", model_path)
+        assert _run(*args, "--window", 116).exit_code == 0
+    from_zarr = tifffile.imread(tmp_path / "in.zarr.tif")
+    np.testing.assert_array_equal(from_zarr, tifffile.imread(tmp_path / "in.tif.tif"))
+    assert from_zarr.shape == (2, 90, 130) and from_zarr.max() > 0
+    with open_image(tmp_path / "in.zarr.tif") as written:
+        assert (written.pixel_size.x, written.pixel_size.unit) == (0.25, "µm")
+
+
+def test_a_folder_that_is_not_an_ome_zarr_is_one_line(tmp_path, model_path):
+    (tmp_path / "empty.zarr").mkdir()
+    r = _run("predict", tmp_path / "empty.zarr", "-o", tmp_path / "o.tif", "--model", model_path)
+    assert r.exit_code == 1
+    assert r.output.startswith(f"Error: {tmp_path / 'empty.zarr'}: not an OME-Zarr image (")
+    assert len(r.output.strip().splitlines()) == 1

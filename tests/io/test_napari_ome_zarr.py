@@ -25,9 +25,9 @@ if not REQUIRED:
     pytest.importorskip("qtpy", reason="needs a Qt binding (the dev-napari extra)")
 
 import napari.layers  # noqa: E402
+from zarr_levels import zarr_level  # noqa: E402
 
 from biounet.cli import main  # noqa: E402
-from biounet.io.write import zarr_level  # noqa: E402
 from biounet.network.checkpoint import save_checkpoint  # noqa: E402
 from biounet.network.unet import UNet, UNetConfig  # noqa: E402
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from zarr_levels import zarr_axes, zarr_level
 
 from biounet.io.atomic import temp_path
 from biounet.io.read import PixelSize, open_image, stated_label_kind
-from biounet.io.write import Layout, pyramid_levels, write_tiles, zarr_axes, zarr_level
+from biounet.io.write import Layout, pyramid_levels, write_tiles
 
 H, W, T = 600, 700, 128
 
