@@ -59,12 +59,14 @@ class Runtime:
             module = module.to(memory_format=torch.channels_last)
         return module
 
-    def tensor(self, array, *, non_blocking: bool = True) -> torch.Tensor:
-        """Move an (N, C, H, W) array or tensor to the device, float32."""
+    def tensor(
+        self, array, *, dtype: torch.dtype = torch.float32, non_blocking: bool = True
+    ) -> torch.Tensor:
+        """Move an (N, C, H, W) array or tensor to the device, as `dtype` (float32)."""
         t = torch.as_tensor(array)
         if self.is_cuda and not t.is_cuda:
             t = t.pin_memory()
-        t = t.to(self.device, dtype=torch.float32, non_blocking=non_blocking)
+        t = t.to(self.device, dtype=dtype, non_blocking=non_blocking)
         if self.channels_last and t.ndim == 4:
             t = t.contiguous(memory_format=torch.channels_last)
         return t

@@ -211,8 +211,8 @@ class Predictor:
         low, high = self.normalization.bounds(windows.dtype)
         if windows.dtype not in (np.uint8, np.float32, np.float64):
             windows = windows.astype(np.float32)
-        x = self.runtime.tensor(torch.from_numpy(np.ascontiguousarray(windows)))
-        return (x.to(self.dtype) - low) / (high - low)
+        x = self.runtime.tensor(torch.from_numpy(np.ascontiguousarray(windows)), dtype=self.dtype)
+        return (x - low) / (high - low)
 
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax output; index 0 at window position `context`."""

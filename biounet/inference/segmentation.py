@@ -148,7 +148,7 @@ def plan_segmentation(
     except ValueError as exc:
         raise ParameterError("window", tiles.window, str(exc)) from None
     n_tiles = len(tile_grid((source.height, source.width), spec)) * source.n_planes
-    if source.dtype == np.float64:
+    if source.dtype == np.float64 and dtype != torch.float64:
         log.info(f"{source.name}: float64 pixels are computed in float32, the network's precision")
     return Plan(spec, tiles, runtime, n_tiles, dtype)
 

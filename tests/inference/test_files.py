@@ -76,7 +76,7 @@ def test_probabilities_equal_library_prediction(tmp_path, stack_path, model_path
         assert 'PhysicalSizeX="0.25"' in tif.ome_metadata
         got = tif.asarray()
     expected = _expected(stack_path, model_path)[:, 1]  # another tile size: same result
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
 def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
@@ -145,7 +145,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
     assert r.exit_code == 0, r.output
     z = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
     assert z.attrs["multiscales"][0]["axes"][0]["name"] == "z"
-    np.testing.assert_allclose(zarr_level(tmp_path / "p.zarr")[:], fg, atol=1e-5)
+    np.testing.assert_allclose(zarr_level(tmp_path / "p.zarr")[:], fg, atol=1e-5, rtol=0)
 
 
 def test_folder_input_and_output(tmp_path, stack_path, model_path, rng):

@@ -27,19 +27,22 @@ def test_normalisation_by_dtype(rng, net):
     a = predict_whole(img8, net, dtype=torch.float64)
     b = predict_whole(img8.astype(np.uint16) * 257, net, dtype=torch.float64)
     c = predict_whole(img8.astype(np.float64) / 255, net, dtype=torch.float64)
-    np.testing.assert_allclose(a, b, atol=1e-12)
-    np.testing.assert_allclose(a, c, atol=1e-12)
+    np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(a, c, atol=1e-12, rtol=0)
     fixed = UNet(net.config, Normalization("fixed", 0, 255))
     fixed.load_state_dict(net.state_dict())
     np.testing.assert_allclose(
-        predict_whole(img8.astype(np.float32), fixed.eval(), dtype=torch.float64), a, atol=1e-12
+        predict_whole(img8.astype(np.float32), fixed.eval(), dtype=torch.float64),
+        a,
+        atol=1e-12,
+        rtol=0,
     )
 
 
 def test_probabilities_sum_to_one(rng, net):
     p = predict(rng.random((3, 40, 50)).astype(np.float32), net, axes="ZYX")
     assert p.shape == (3, 2, 40, 50)
-    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-6, rtol=0)
 
 
 def test_d4_is_independent_of_the_tile_grid(rng, net):
@@ -47,7 +50,7 @@ def test_d4_is_independent_of_the_tile_grid(rng, net):
     pred = Predictor(net, tta="d4", dtype=torch.float64)
     a = predict_tiled(image, pred, tile_spec(100, depth=3).fit(70, 90))
     b = predict_tiled(image, pred, tile_spec(132, depth=3).fit(70, 90), batch_size=2)
-    np.testing.assert_allclose(a, b, atol=1e-12)
+    np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
     assert np.abs(a - predict_whole(image, net, dtype=torch.float64)).max() > 1e-6
 
 

@@ -42,14 +42,14 @@ def test_zero_displacement_is_the_identity(rng):
             output_size=40,
             config=AugmentConfig(image_order=order),
         )
-        np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5)
+        np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5, rtol=0)
         np.testing.assert_array_equal(target, classes[:, 4:44])
-        np.testing.assert_allclose(weight, weights[:, 4:44], atol=1e-5)
+        np.testing.assert_allclose(weight, weights[:, 4:44], atol=1e-5, rtol=0)
     # a 40 x 40 tile from the 40 x 48 image, centred at column 23.5
     tile, _, _ = apply_transform(
         image, classes, weights, transform, input_size=40, output_size=40, config=AugmentConfig()
     )
-    np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5)
+    np.testing.assert_allclose(tile, image[:, :, 4:44], atol=1e-5, rtol=0)
     assert not displacement_field(np.zeros((2, 3, 3)), 17).any()
 
 
@@ -61,9 +61,9 @@ def test_no_augmentation_is_the_centre_crop(rng):
         image, classes, weights, input_size=44, output_size=20, rng=rng, config=AugmentConfig.off()
     )
     # output region centred: rows 15..34, columns 20..39; input tile 12 px more on each side
-    np.testing.assert_allclose(tile, image[:, 3:47, 8:52], atol=1e-5)
+    np.testing.assert_allclose(tile, image[:, 3:47, 8:52], atol=1e-5, rtol=0)
     np.testing.assert_array_equal(target, classes[15:35, 20:40])
-    np.testing.assert_allclose(weight, weights[15:35, 20:40], atol=1e-5)
+    np.testing.assert_allclose(weight, weights[15:35, 20:40], atol=1e-5, rtol=0)
     assert tile.dtype == np.float32 and target.dtype == np.int64 and weight.dtype == np.float32
 
 
@@ -74,7 +74,7 @@ def test_mirroring_at_the_borders(rng):
         image, labels, image[0], input_size=50, output_size=50, rng=rng, config=AugmentConfig.off()
     )
     # numpy "reflect" = mirror without repeating the edge pixel (PAPER.md ambiguity 13)
-    np.testing.assert_allclose(tile[0], np.pad(image[0], 10, mode="reflect"), atol=1e-5)
+    np.testing.assert_allclose(tile[0], np.pad(image[0], 10, mode="reflect"), atol=1e-5, rtol=0)
     np.testing.assert_array_equal(target, np.pad(labels, 10, mode="reflect"))
 
 
@@ -91,12 +91,12 @@ def test_resampling_matches_scipy_map_coordinates(rng):
         coords = tile_coordinates(transform, 60)
         for c in range(2):
             expected = ndi.map_coordinates(image[c], coords, order=1, mode="mirror")
-            np.testing.assert_allclose(tile[c], expected, atol=2e-4)
+            np.testing.assert_allclose(tile[c], expected, atol=2e-4, rtol=0)
         inner = coords[:, 12:48, 12:48]
         expected = ndi.map_coordinates(labels, inner, order=0, mode="mirror")
         assert (target != expected).mean() < 1e-3  # rounding ties only
         expected = ndi.map_coordinates(image[1], inner, order=1, mode="mirror")
-        np.testing.assert_allclose(weight, expected, atol=2e-4)
+        np.testing.assert_allclose(weight, expected, atol=2e-4, rtol=0)
 
 
 def test_field_matches_elasticdeform(rng):
@@ -113,7 +113,7 @@ def test_field_matches_elasticdeform(rng):
         config=AugmentConfig(),
     )
     theirs = elasticdeform.deform_grid(image[0].astype(np.float64), control, order=1, mode="mirror")
-    np.testing.assert_allclose(ours[0], theirs, atol=1e-5)
+    np.testing.assert_allclose(ours[0], theirs, atol=1e-5, rtol=0)
 
 
 def test_control_point_std_is_ten_px():
@@ -124,7 +124,7 @@ def test_control_point_std_is_ten_px():
     assert abs(draws.mean()) < 0.2
     # the interpolated field passes through the control points (corners, centre)
     field = displacement_field(draws[0], 101)
-    np.testing.assert_allclose(field[:, ::50, ::50], draws[0], atol=1e-4)
+    np.testing.assert_allclose(field[:, ::50, ::50], draws[0], atol=1e-4, rtol=0)
     # and draw_transform uses the configured spread
     config = AugmentConfig(elastic_sigma=3.0, elastic_grid=4)
     transforms = [
@@ -209,7 +209,7 @@ def test_rotation_by_90_degrees_and_flips(rng):
         image, labels, image[0], centred((32, 32), 32, flip=(True, False)), **base
     )
     np.testing.assert_array_equal(target, labels[::-1])
-    np.testing.assert_allclose(tile[0], image[0, ::-1], atol=1e-5)
+    np.testing.assert_allclose(tile[0], image[0, ::-1], atol=1e-5, rtol=0)
 
 
 def test_tile_positions_keep_the_output_inside(rng):
@@ -272,8 +272,8 @@ def test_gray_curve_draws_are_monotone_within_the_ranges():
 def test_tile_coordinates_compose_shift_and_rotation():
     coords = tile_coordinates(TileTransform((10.0, 20.0), angle=90.0), 3)
     # a 90-degree turn maps the row offset to the column offset
-    np.testing.assert_allclose(coords[:, 1, 1], (10, 20), atol=1e-5)
-    np.testing.assert_allclose(coords[:, 0, 1], (10, 19), atol=1e-5)
+    np.testing.assert_allclose(coords[:, 1, 1], (10, 20), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(coords[:, 0, 1], (10, 19), atol=1e-5, rtol=0)
 
 
 def test_config_validation_and_round_trip():
