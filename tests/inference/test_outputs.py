@@ -117,3 +117,12 @@ def test_the_models_decision_rule_is_the_default(tmp_path, net, stack):
         )
         assert r.exit_code == 0, r.output
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), want)
+
+
+def test_float64_pixels_computed_in_float32_are_said_once(caplog, net):
+    image = np.linspace(0, 1, 40 * 50).reshape(40, 50)
+    with caplog.at_level("INFO", logger="biounet"):
+        a = segment(image, net)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["<array>: float64 pixels are computed in float32, the network's precision"]
+    np.testing.assert_array_equal(a, segment(image.astype(np.float32), net))
