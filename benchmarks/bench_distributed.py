@@ -1,7 +1,7 @@
 """Benchmark Dask prediction (issue 6): a local cluster of 1 and 2 workers vs one process.
 
 Predicts the same synthetic N x N uint8 TIFF (features=16, probabilities as uint8) with
-`segment_file` in this process and with `predict_distributed` on a local cluster of
+`segment_file` in this process and with `predict_files(..., cluster=...)` on a local cluster of
 1 and 2 worker processes (torch threads per worker = cores / workers), and prints the
 throughput of each, the ratio to the single process, the peak RSS of every worker,
 and whether the outputs are identical. On a 2-core machine no speed-up is expected:
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_predict import synthetic_tiff  # noqa: E402
 
-from biounet.inference.dask import local_threads, predict_distributed, start_client  # noqa: E402
-from biounet.inference.files import segment_file
+from biounet.inference.dask import DaskCluster, local_threads, start_client  # noqa: E402
+from biounet.inference.files import predict_files, segment_file  # noqa: E402
 from biounet.network.unet import UNet, UNetConfig  # noqa: E402
 from biounet.options import OutputOptions, TileOptions  # noqa: E402
 
@@ -77,16 +77,17 @@ def main() -> None:
         try:
             client.run(lambda: None)  # workers are up
             t = time.perf_counter()
-            predict_distributed(
-                image,
+            cluster_stream = DaskCluster(client, None, "cpu", local_threads(workers))
+            for _ in predict_files(
+                [image],
                 work / f"dask{workers}.tif",
                 model,
-                client=client,
-                threads=local_threads(workers),
                 tiles=tiles,
                 output=output,
                 overwrite=True,
-            )
+                cluster=cluster_stream,
+            ):
+                pass
             seconds = time.perf_counter() - t
             rss = worker_peak_rss(client)
         finally:

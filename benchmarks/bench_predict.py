@@ -159,7 +159,8 @@ class PairedPredictor(Predictor):
 
 def paired_run(image: Path, model: UNet, out: Path, window: int | None, batch: int) -> dict:
     """Run segment_file in this process with PairedPredictor; return the paired timings."""
-    import biounet.inference.files as seg
+    import biounet.inference.files as files
+    import biounet.inference.segmentation as seg
 
     made = []
 
@@ -172,7 +173,7 @@ def paired_run(image: Path, model: UNet, out: Path, window: int | None, batch: i
     seg.Predictor = Recorder
     try:
         t = time.perf_counter()
-        summary = seg.segment_file(
+        summary = files.segment_file(
             image,
             out,
             model,

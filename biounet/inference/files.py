@@ -326,25 +326,13 @@ def predict_files(
         for done, (source, plan, target) in enumerate(zip(sources, plans, targets, strict=True)):
             try:
                 summary = predict_into_file(
-                    source,
-                    target,
-                    model,
-                    plan,
-                    output=output,
-                    overwrite=overwrite,
-                    inputs=files,
-                    progress=progress,
-                    stream=stream,
-                )
+                    source, target, model, plan, output=output, overwrite=overwrite,
+                    inputs=files, progress=progress, stream=stream,
+                )  # fmt: skip
                 png = None
                 if preview is not None:
-                    png = preview(
-                        source.path,
-                        target,
-                        preview_path(target),
-                        kind=output.kind,
-                        overwrite=overwrite,
-                    )
+                    png = preview(source.path, target, preview_path(target), kind=output.kind,
+                                  overwrite=overwrite)  # fmt: skip
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the command line
                 finished = f"; the {done} output(s) before it are complete" if done else ""
                 raise BiounetError(
