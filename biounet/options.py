@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from biounet.inference.instances import InstanceOptions
+from biounet.io.units import PixelSize
 from biounet.io.write import COMPRESSIONS
 
 #: Test-time averaging: none, the 8 flips/rotations (exact), 7 rotations by 360/7.
@@ -94,12 +95,17 @@ class OutputOptions:
         Threshold (also used for ``mask``), method and minimum size.
     compression : {'none', 'zlib', 'zstd', 'lzw'}
         TIFF compression (OME-Zarr uses its default codec).
+    pixel_size : PixelSize, optional
+        The pixel size written into the output, replacing the one the input
+        states (X and Y; the input's Z spacing is kept): ``--pixel-size``.
+        Default: the input's.
     """
 
     kind: OutputKind = "labels"
     dtype: str = "float32"
     instances: InstanceOptions = field(default_factory=InstanceOptions)
     compression: str = "zlib"
+    pixel_size: PixelSize | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTPUT_KINDS:
@@ -108,3 +114,5 @@ class OutputOptions:
             raise ValueError(f"dtype must be one of {PROBABILITY_DTYPES}, got {self.dtype!r}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}")
+        if self.pixel_size is not None and not self.pixel_size.known:
+            raise ValueError(f"pixel size must have X, Y and a length unit, got {self.pixel_size}")

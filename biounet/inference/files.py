@@ -248,7 +248,7 @@ def _write_labels(
         prob = _scratch_array(scratch, "p.zarr", shape, (1, *spec.tile), np.float32)
         for plane, rows, cols, p in stream:
             prob[plane, rows, cols] = foreground_probability(p)
-        layout = plane_layout(source, 1, np.uint32, "labels")
+        layout = plane_layout(source, 1, np.uint32, "labels", output.pixel_size)
         return label_store(tmp, prob, layout, spec, output, scratch)
 
 

@@ -61,7 +61,7 @@ def test_probabilities_equal_library_prediction(tmp_path, stack_path, model_path
         out,
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
         "--tile-size",
         "116",
@@ -87,7 +87,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "u8.tif",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
         "--dtype",
         "uint8",
@@ -102,7 +102,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "m.tif",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "mask",
         "--threshold",
         "0.5",
@@ -138,7 +138,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "p.zarr",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
     )
     assert r.exit_code == 0, r.output
@@ -149,7 +149,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
 
 def test_folder_input_and_output(tmp_path, stack_path, model_path, rng):
     tifffile.imwrite(tmp_path / "second.tif", rng.integers(0, 255, (40, 50)).astype(np.uint8))
-    r = _run("predict", tmp_path, "-o", tmp_path / "res", "--model", model_path, "--output", "mask")
+    r = _run("predict", tmp_path, "-o", tmp_path / "res", "--model", model_path, "--kind", "mask")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [
         "in_mask.tif",
@@ -204,7 +204,7 @@ def test_existing_unwritable_and_bad_model(tmp_path, stack_path, model_path):
         "--model",
         model_path,
         "--overwrite",
-        "--output",
+        "--kind",
         "mask",
     )
     assert r.exit_code == 0 and tifffile.imread(tmp_path / "o.tif").shape == (2, 90, 130)

@@ -84,7 +84,7 @@ def test_load_model_reads_the_package(package, tmp_path):
     r = CliRunner().invoke(
         main,
         ["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / "p.tif"), "--model",
-         str(folder / "m.zip"), "--output", "probabilities", "--device", "cpu"],
+         str(folder / "m.zip"), "--kind", "probabilities", "--device", "cpu"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(
