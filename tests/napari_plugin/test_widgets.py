@@ -75,6 +75,7 @@ def test_manifest_is_valid_and_names_the_contributions():
     ]
     assert [s.key for s in contributions.sample_data] == [
         "em_synthetic",
+        "em_synthetic_cells",
         "em_stack",
         "touching_cells",
     ]
@@ -227,3 +228,89 @@ def test_plugin_widgets_and_samples_open_through_napari(qtbot, viewer):
         viewer.layers["touching_cells"].data, tifffile.imread(SAMPLES / "touching_cells.tif")
     )
     assert widget.image.value is viewer.layers["touching_cells"]
+
+
+def test_from_the_sample_menu_to_labels_without_touching_the_layer_list(
+    qtbot, viewer, tiny_checkpoint
+):
+    """The sample first, then the widget from the Plugins menu, then Segment: nothing else."""
+    viewer.open_sample("biounet", "em_synthetic")
+    image = viewer.layers["em_synthetic"]
+    assert viewer.layers.selection.active is image  # the sample adds one layer, selected
+    _, widget = viewer.window.add_plugin_dock_widget("biounet", "Segment (U-Net)")
+    assert widget.image.value is image
+    widget.model.value = FROM_FILE
+    widget.model_file.value = tiny_checkpoint
+    widget.device.value = "cpu"
+    click_and_wait(qtbot, widget)
+    labels = viewer.layers["em_synthetic labels"]
+    np.testing.assert_array_equal(labels.data, segment(image.data, load_model(tiny_checkpoint)))
+    np.testing.assert_array_equal(labels.scale, image.scale)
+    n = len(np.unique(labels.data)) - 1
+    assert n > 0 and widget.status.value.startswith(f"{n} objects in ")
+
+
+def test_segment_picks_images_never_labels_or_weight_maps(qtbot, viewer, tiny_checkpoint):
+    viewer.open_sample("biounet", "em_synthetic")
+    viewer.open_sample("biounet", "em_synthetic_cells")
+    cells = viewer.layers["em_synthetic cells"]
+    assert viewer.layers.selection.active is cells  # what the user asked for last
+    segmenter = segment_widget(viewer, tiny_checkpoint, kind="probabilities")
+    image = viewer.layers["em_synthetic"]
+    assert segmenter.image.value is image  # a labels layer selected: the top-most image
+    assert [name for name, _ in segmenter._image_layers()] == ["em_synthetic"]
+    weights = WeightMapWidget(viewer)
+    viewer.window.add_dock_widget(weights)
+    assert weights.labels_layer.value is cells
+    click_and_wait(qtbot, weights)
+    shown = viewer.layers["em_synthetic cells weights"]
+    assert viewer.layers.selection.active is shown  # napari selects what was added
+    assert segmenter.image.value is image  # ... but a weight map is not an image to segment
+    click_and_wait(qtbot, segmenter)
+    prob = viewer.layers["em_synthetic probabilities"]
+    assert isinstance(prob, napari.layers.Image) and segmenter.image.value is image
+    assert [name for name, _ in segmenter._image_layers()] == ["em_synthetic"]
+    # a second image on top is chosen when selected; removing it falls back to the first
+    other = viewer.add_image(np.zeros((64, 64), np.uint8), name="other")
+    assert segmenter.image.value is other
+    viewer.layers.selection.active = cells
+    assert segmenter.image.value is other
+    viewer.layers.remove(other)
+    assert segmenter.image.value is image
+
+
+def _menu_paths(menu, prefix=()):
+    """Every path of action texts in a Qt menu, e.g. ('biounet U-Net', 'Segment (U-Net)')."""
+    menu.aboutToShow.emit()  # napari fills some menus when they open
+    paths = []
+    for action in menu.actions():
+        if action.isSeparator():
+            continue
+        path = (*prefix, action.text().replace("&", ""))
+        paths.append(path)
+        if action.menu() is not None:
+            paths += _menu_paths(action.menu(), path)
+    return paths
+
+
+def test_menu_names_in_the_docs_are_napari_s(viewer):
+    import re
+
+    bar = viewer.window._qt_window.menuBar()
+    paths = set()
+    for action in bar.actions():
+        paths.update(_menu_paths(action.menu(), (action.text().replace("&", ""),)))
+    root = Path(__file__).resolve().parents[2]
+    quoted = []
+    for doc in ("README.md", "docs/napari.md"):
+        text = " ".join((root / doc).read_text().split())
+        quoted += re.findall(r"\*((?:File|Plugins) > [^*]+)\*", text)
+    assert len(quoted) >= 4
+    for path in quoted:
+        assert tuple(path.split(" > ")) in paths, f"{path}: not a menu entry of napari"
+    for needed in (
+        ("Plugins", "biounet U-Net", "Segment (U-Net)"),
+        ("Plugins", "biounet U-Net", "Weight map (Eq. 2)"),
+        ("File", "Open Sample", "biounet U-Net", "EM slice (synthetic, 512 x 512)"),
+    ):
+        assert needed in paths and " > ".join(needed) in " ".join(quoted)
