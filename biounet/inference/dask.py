@@ -83,7 +83,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
         from distributed import Client, LocalCluster
     except ImportError:
         raise BiounetError(
-            "--workers/--scheduler need Dask: pip install 'biounet[distributed]'"
+            "--workers/--scheduler need Dask: pip install -e '.[distributed]' in biounet's clone"
         ) from None
     if scheduler:
         try:
