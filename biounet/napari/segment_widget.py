@@ -235,6 +235,7 @@ class SegmentWidget(Container):
             return put_layer(self._viewer, napari.layers.Labels(data, name=name, **transform))
         if data.ndim > layer.ndim:  # (..., K): one layer per class
             names = [f"{name} class {k}" for k in range(data.shape[-1])]
+            transform["metadata"] = [transform["metadata"]] * len(names)  # one per layer
             return self._viewer.add_image(
                 data, channel_axis=-1, name=names, colormap="magma", **transform
             )[0]

@@ -314,3 +314,23 @@ def test_menu_names_in_the_docs_are_napari_s(viewer):
         ("File", "Open Sample", "biounet U-Net", "EM slice (synthetic, 512 x 512)"),
     ):
         assert needed in paths and " > ".join(needed) in " ".join(quoted)
+
+
+def test_class_probability_layers_are_marked_and_not_offered(qtbot, viewer, tmp_path, blobs):
+    import torch
+
+    from biounet.network.checkpoint import save_checkpoint
+    from biounet.network.unet import UNet, UNetConfig
+
+    torch.manual_seed(1)
+    path = save_checkpoint(tmp_path / "k3.pt", UNet(UNetConfig(features=2, depth=2, n_classes=3)))
+    image = viewer.add_image(blobs[0], name="blobs")
+    widget = segment_widget(viewer, path, kind="probabilities")
+    click_and_wait(qtbot, widget)
+    expected = segment(blobs[0], load_model(path), output=OutputOptions("probabilities"))
+    for k in range(3):
+        shown = viewer.layers[f"blobs probabilities class {k}"]
+        np.testing.assert_array_equal(shown.data, expected[..., k])
+        assert shown.metadata == {"biounet": "probabilities"}
+    assert [name for name, _ in widget._image_layers()] == ["blobs"]
+    assert widget.image.value is image
