@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from biounet.io.atomic import published_name
-from biounet.io.units import NGFF_UNITS, PixelSize, tiff_resolution
+from biounet.io.units import LENGTH_UNITS, NGFF_UNITS, PixelSize, tiff_resolution
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
 
@@ -71,11 +71,11 @@ class Layout:
 def _ome_metadata(layout: Layout) -> dict[str, Any]:
     meta: dict[str, Any] = {"axes": layout.axes.replace("Q", "Z").replace("I", "Z")}
     ps = layout.pixel_size
+    # sizes without a length unit are left out: OME would read them as micrometres
     for axis, value in (("X", ps.x), ("Y", ps.y), ("Z", ps.z)):
-        if value:
+        if value and ps.unit in LENGTH_UNITS:
             meta[f"PhysicalSize{axis}"] = value
-            if ps.unit:
-                meta[f"PhysicalSize{axis}Unit"] = ps.unit
+            meta[f"PhysicalSize{axis}Unit"] = ps.unit
     if layout.kind in KIND_DESCRIPTIONS:
         meta["Description"] = KIND_DESCRIPTIONS[layout.kind]
     return meta

@@ -172,3 +172,14 @@ def test_open_image_pixel_size_override(tmp_path):
     assert _read(tmp_path / "a.tif") == PixelSize(None, None, 2.0, "µm")
     with open_image(tmp_path / "a.tif", pixel_size=parse_pixel_size("100nm")) as src:
         assert src.pixel_size == PixelSize(100.0, 100.0, 2000.0, "nm")
+
+
+def test_sizes_without_a_unit_are_not_written_as_micrometres(tmp_path):
+    from biounet.io.write import Layout, write_tiles
+
+    data = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+    for unit, expected in (("", PixelSize()), ("nm", PixelSize(2.0, 2.0, None, "nm"))):
+        layout = Layout((), "", 32, 32, 1, data.dtype, PixelSize(2.0, 2.0, None, unit), "labels")
+        path = tmp_path / f"u{unit}.tif"
+        write_tiles(path, iter([(0, slice(0, 32), slice(0, 32), data)]), layout, (32, 32), "zlib")
+        assert _read(path) == expected
