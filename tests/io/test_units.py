@@ -1,5 +1,7 @@
 """Physical pixel sizes from every TIFF convention, --pixel-size, and their way into outputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -98,7 +100,8 @@ def test_imagej_unit_and_spacing(tmp_path):
 
 
 def test_sample_file():
-    sample = _read("sample_data/em_synthetic.tif")  # ImageJ, 250 px per micron
+    sample = _read(Path(__file__).resolve().parents[2] / "sample_data" / "em_synthetic.tif")
+    # ImageJ metadata: unit "um", 250 px per micron
     assert sample == PixelSize(0.004, 0.004, None, "µm")
 
 
