@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
             for precision in seconds:
                 out = Path(tmp) / f"{precision}.tif"
                 cmd = [sys.executable, "-m", "biounet", "-q", "predict", str(image), "-o", str(out),
-                       "--output", "probabilities", "--device", "cpu", "--precision", precision,
+                       "--kind", "probabilities", "--device", "cpu", "--precision", precision,
                        "--no-progress", "--overwrite"]  # fmt: skip
                 t = time.perf_counter()
                 subprocess.run(cmd, check=True, capture_output=True)

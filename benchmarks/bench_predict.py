@@ -325,7 +325,7 @@ def main() -> None:
         f"{run['gemm_gflops']:.1f} GFLOP/s -> ratio {gflops / run['gemm_gflops']:.3f}"
     )
 
-    extra = ["--output", "probabilities", "--dtype", "uint8", "--batch-size", str(args.batch_size)]
+    extra = ["--kind", "probabilities", "--dtype", "uint8", "--batch-size", str(args.batch_size)]
     if args.tile_size:
         extra += ["--window", str(args.tile_size)]
     results = {}

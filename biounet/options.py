@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from biounet.errors import ParameterError
+from biounet.io.units import PixelSize
 from biounet.io.write import COMPRESSIONS
 
 #: Test-time averaging: none, the 8 flips/rotations (exact), 7 rotations by 360/7.
@@ -136,12 +137,17 @@ class OutputOptions:
         Threshold (also used for ``mask``), method and minimum size.
     compression : {'none', 'zlib', 'zstd', 'lzw'}
         TIFF compression (OME-Zarr uses its default codec).
+    pixel_size : PixelSize, optional
+        The pixel size written into the output, replacing the one the input
+        states (X and Y; the input's Z spacing is kept): ``--pixel-size``.
+        Default: the input's.
     """
 
     kind: OutputKind = "labels"
     dtype: str = "float32"
     instances: InstanceOptions = field(default_factory=InstanceOptions)
     compression: str = "zlib"
+    pixel_size: PixelSize | None = None
 
     def __post_init__(self) -> None:
         for name, choices in (
@@ -151,3 +157,5 @@ class OutputOptions:
         ):
             if getattr(self, name) not in choices:
                 raise ParameterError(name, getattr(self, name), f"choose from {', '.join(choices)}")
+        if self.pixel_size is not None and not self.pixel_size.known:
+            raise ParameterError("pixel_size", self.pixel_size, "needs X, Y and a length unit")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -65,6 +66,32 @@ class _Group(click.Group):
             ) from None
 
 
+def shadowing_folder(cwd: str | Path | None = None) -> Path | None:
+    """The folder ``biounet`` in `cwd` if Python started there would import it, not this package.
+
+    Python started in `cwd` (a script beside it, ``python -m``, a notebook)
+    looks there first: a clone named ``biounet`` becomes an empty namespace
+    package when the installed biounet is found only by an import hook (as
+    ``pip install -e .`` installs it), and an other copy of the package wins
+    outright (``cannot import name 'segment' from 'biounet' (unknown
+    location)``). The ``biounet`` command itself is not affected, so it can
+    say so. None when there is no such folder or Python would find this
+    package anyway.
+    """
+    from importlib.machinery import PathFinder
+
+    here = Path.cwd() if cwd is None else Path(cwd)
+    folder = here / "biounet"
+    if not folder.is_dir():
+        return None
+    package = Path(__file__).resolve().parents[1]
+    rest = [p for p in sys.path if p and Path(p).resolve() != here.resolve()]
+    spec = PathFinder.find_spec("biounet", [str(here), *rest])
+    if spec is not None and spec.origin and Path(spec.origin).resolve().parent == package:
+        return None
+    return folder
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return record.getMessage()
@@ -94,6 +121,13 @@ def main(verbose: int, quiet: bool) -> None:
     ISBI 2012 and Cell Tracking Challenge metrics.
     """
     _setup_logging(verbose, quiet)
+    shadow = shadowing_folder()
+    if shadow is not None:
+        logging.getLogger("biounet").warning(
+            f"Warning: {shadow}: Python started in this folder imports this folder as biounet, "
+            f"not the installed package ({Path(__file__).resolve().parents[1]}); rename it "
+            "(e.g. biounet-src) or run your scripts elsewhere"
+        )
 
 
 def _register() -> None:

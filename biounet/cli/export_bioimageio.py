@@ -26,6 +26,12 @@ import click
     type=click.Path(path_type=Path),
     help="2-D image whose centre becomes the test input. Default: the synthetic EM sample.",
 )
+@click.option(
+    "--pixel-size",
+    help="Pixel size of the training data, for the package's axes: micrometres (0.5) or with "
+    "a unit (4nm) [default: 4nm for the bundled model (ISBI 2012); else the --sample TIFF's; "
+    "else none].",
+)
 @click.option("--name", default="biounet U-Net", show_default=True, help="Model name.")
 @click.option(
     "--author",
@@ -41,6 +47,7 @@ def command(
     model_path: Path | None,
     output: Path,
     sample: Path | None,
+    pixel_size: str | None,
     name: str,
     authors: tuple[str, ...],
     license_id: str,
@@ -53,16 +60,17 @@ def command(
     (min 188, step 16 for the paper's net), the output offset (-184), the
     checkpoint's normalisation as preprocessing, a README, a cover, the
     licence and the paper as citation. Check it with `bioimageio test OUTPUT`.
-    Needs the bioimageio extra: pip install 'biounet[bioimageio]'.
+    Needs the bioimageio extra: pip install -e '.[bioimageio]' in biounet's clone.
 
     \b
     Example:
       biounet export-bioimageio -o isbi2012.zip
       biounet predict image.tif -o labels.tif --model isbi2012.zip
     """
-    from biounet.network.bioimageio import export_bioimageio, sample_image
+    from biounet.network.bioimageio import export_bioimageio, package_pixel_size, sample_image
     from biounet.network.unet import load_model
 
+    pixel = package_pixel_size(pixel_size, sample, model_path)
     model = load_model(model_path)
     path = export_bioimageio(
         model,
@@ -71,6 +79,7 @@ def command(
         name=name,
         authors=authors or ("biounet contributors",),
         license=license_id,
+        pixel_size=pixel,
         overwrite=overwrite,
     )
     click.echo(f"wrote {path} (check it with: bioimageio test {path})")

@@ -44,7 +44,7 @@ def parse_crop(text: str | None):
 OPTIONS = {
     "memory_bytes": ("--memory", lambda v: f"{v / 2**20:g}"),
     "method": ("--instances", str),
-    "kind": ("--output", str),
+    "kind": ("--kind", str),
 }
 
 

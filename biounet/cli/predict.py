@@ -21,14 +21,63 @@ from biounet.options import (
 OUTPUT = OutputOptions()
 
 
-@click.command("predict")
+def legacy_kind_options(args: list[str]) -> list[str]:
+    """`args` with the old ``--output KIND`` spelled ``--kind KIND`` (and a warning on stderr).
+
+    Before ``--kind``, ``predict --output`` chose the output kind; it is now
+    the long form of ``-o``, the output path, as in every other command. A
+    value that is an output kind (``labels``, ``mask``, ``probabilities``:
+    never a file biounet writes, which needs ``.tif`` or ``.zarr``) is still
+    read as the kind.
+
+    Examples
+    --------
+    >>> legacy_kind_options(["a.tif", "-o", "b.tif", "--output=mask"])
+    ['a.tif', '-o', 'b.tif', '--kind', 'mask']
+    >>> legacy_kind_options(["a.tif", "--output", "b.tif"])
+    ['a.tif', '--output', 'b.tif']
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        value = arg.partition("=")[2] if arg.startswith("--output=") else None
+        if arg == "--output" and i + 1 < len(args):
+            value, i = args[i + 1], i + 1
+        if value is not None and value in OUTPUT_KINDS:
+            click.echo(
+                f"Warning: --output {value} is deprecated: the output kind is --kind {value} "
+                "(--output is the output path, like -o)",
+                err=True,
+            )
+            out += ["--kind", value]
+        elif value is not None and arg == "--output":
+            out += [arg, value]
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+class PredictCommand(click.Command):
+    """``biounet predict``, which reads the old ``--output KIND`` as ``--kind KIND``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
+        return super().parse_args(ctx, legacy_kind_options(args))
+
+
+@click.command("predict", cls=PredictCommand)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
+    "--output",
     "out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output file (.tif, or .zarr for OME-Zarr); a folder for several inputs.",
+    help="Output path: a file (.tif, or .zarr for OME-Zarr); a folder for several inputs.",
 )
 @click.option(
     "--model",
@@ -38,12 +87,12 @@ OUTPUT = OutputOptions()
     "Default: the bundled ISBI 2012 model.",
 )
 @click.option(
-    "--output",
+    "--kind",
     "kind",
     type=click.Choice(OUTPUT_KINDS),
     default=OUTPUT.kind,
     show_default=True,
-    help="Instance labels, a 0/255 foreground mask, or class probabilities.",
+    help="What to write: instance labels, a 0/255 foreground mask, or class probabilities.",
 )
 @click.option(
     "--dtype",
@@ -123,6 +172,12 @@ OUTPUT = OutputOptions()
     "bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option(
+    "--pixel-size",
+    help="Pixel size to write into the outputs, for inputs that lack it or state it wrongly: "
+    "micrometres (0.5) or with a unit (4nm, 0.5um). Replaces X and Y; a stack's Z spacing is "
+    "kept [default: the input's, from its OME, ImageJ or resolution metadata].",
+)
+@click.option(
     "--compression",
     type=click.Choice(COMPRESSIONS),
     default=OUTPUT.compression,
@@ -169,6 +224,7 @@ def command(
     axes,
     device,
     precision,
+    pixel_size,
     compression,
     fmt,
     workers,
@@ -187,7 +243,8 @@ def command(
     \b
     Examples:
       biounet predict cells.tif -o cells_labels.tif --preview
-      biounet predict stack.tif -o stack_prob.tif --output probabilities --dtype uint8
+      biounet predict stack.tif -o stack_prob.tif --kind probabilities --dtype uint8
+      biounet predict scan.tif -o scan.zarr --pixel-size 0.65um
       biounet predict slides/ -o results/ --device cuda --batch-size 4
       biounet predict slide.tif -o slide.zarr --workers 4
     """
@@ -197,9 +254,11 @@ def command(
     from biounet.device import make_runtime
     from biounet.inference.files import predict_files
     from biounet.inference.outputs import model_output
+    from biounet.io.units import parse_pixel_size
     from biounet.network.unet import load_model
     from biounet.viz.overlay import render_overlay
 
+    stated = None if pixel_size is None else parse_pixel_size(pixel_size)
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
     output = model_output(
@@ -207,6 +266,7 @@ def command(
         kind,
         dtype=dtype,
         compression=compression,
+        pixel_size=stated,
         instances={
             "method": instances,
             "threshold": threshold,

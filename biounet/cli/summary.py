@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from biounet.errors import BiounetError
@@ -17,58 +19,73 @@ from biounet.options import FLAVOURS, PADDINGS
     help="Square input tile size in pixels.",
 )
 @click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="Describe this checkpoint's or bioimage.io package's network. "
+    "Default: the bundled model (16 features), which predict uses without --model.",
+)
+@click.option(
+    "--paper",
+    is_flag=True,
+    help="Describe the paper's network (64 features, 31,030,658 parameters) instead.",
+)
+@click.option(
     "--features",
     type=int,
-    default=64,
-    show_default=True,
-    help="Channels of the first level (doubles per level).",
+    help="Channels of the first level (doubles per level) [default: the model's].",
 )
-@click.option("--depth", type=int, default=4, show_default=True, help="Number of poolings.")
+@click.option("--depth", type=int, help="Number of poolings [default: the model's].")
 @click.option(
     "--padding",
     type=click.Choice(PADDINGS),
-    default="valid",
-    show_default=True,
-    help="valid: unpadded as in the paper; same: zero-padded.",
+    help="valid: unpadded as in the paper; same: zero-padded [default: the model's].",
 )
 @click.option(
     "--flavour",
     type=click.Choice(FLAVOURS),
-    default="paper",
-    show_default=True,
-    help="release: the authors' Caffe network (phseg_v5).",
+    help="release: the authors' Caffe network (phseg_v5) [default: the model's].",
 )
-@click.option("--in-channels", type=int, default=1, show_default=True)
-@click.option("--classes", "n_classes", type=int, default=2, show_default=True)
+@click.option("--in-channels", type=int, help="[default: the model's]")
+@click.option("--classes", "n_classes", type=int, help="[default: the model's]")
 def command(
     input_size: int,
-    features: int,
-    depth: int,
-    padding: str,
-    flavour: str,
-    in_channels: int,
-    n_classes: int,
+    model_path: Path | None,
+    paper: bool,
+    features: int | None,
+    depth: int | None,
+    padding: str | None,
+    flavour: str | None,
+    in_channels: int | None,
+    n_classes: int | None,
 ) -> None:
     """Print feature-map sizes, parameters, halo and valid input sizes.
 
+    Without options it describes the bundled model, the network `biounet
+    predict` runs by default; --paper the paper's network, --model a
+    checkpoint's. The other options change the described network.
+
     \b
-    Example:
-      biounet summary                      # the paper's 572 -> 388 network
-      biounet summary --input-size 700 --features 16
+    Examples:
+      biounet summary                      # the bundled model: 16 features
+      biounet summary --paper              # the paper's 572 -> 388 network, 64 features
+      biounet summary --input-size 700 --features 8
+      biounet summary --model runs/isbi/best.pt
     """
-    from biounet.network.summary import architecture_table
-    from biounet.network.unet import UNetConfig
+    from biounet.network.summary import architecture_table, summary_config
 
     try:
-        config = UNetConfig(
-            in_channels=in_channels,
-            n_classes=n_classes,
+        config, name = summary_config(
+            model_path,
+            paper=paper,
             features=features,
             depth=depth,
             padding=padding,
             flavour=flavour,
+            in_channels=in_channels,
+            n_classes=n_classes,
         )
-        click.echo(architecture_table(config, input_size))
+        click.echo(architecture_table(config, input_size, name))
     except ValueError as exc:
         raise BiounetError(
             f"--input-size {input_size}: {exc}" if "input size" in str(exc) else str(exc)

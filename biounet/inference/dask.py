@@ -68,7 +68,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
         from distributed import Client, LocalCluster
     except ImportError:
         raise BiounetError(
-            "a Dask cluster needs Dask: pip install 'biounet[distributed]'"
+            "a Dask cluster needs Dask: pip install -e '.[distributed]' in biounet's clone"
         ) from None
     if scheduler:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from biounet.io.read import ImageSource
+from biounet.io.units import PixelSize, stated_pixel_size
 from biounet.io.write import Layout
 from biounet.network.unet import UNet
 from biounet.options import OutputOptions
@@ -83,8 +84,18 @@ def encode(p: np.ndarray, options: OutputOptions) -> np.ndarray:
     return np.round(values * scale).astype(options.dtype)
 
 
-def plane_layout(source: ImageSource, channels: int, dtype: Any, kind: str = "image") -> Layout:
-    """Layout of an output with the planes, size and pixel size of `source`."""
+def plane_layout(
+    source: ImageSource,
+    channels: int,
+    dtype: Any,
+    kind: str = "image",
+    pixel_size: PixelSize | None = None,
+) -> Layout:
+    """Layout of an output with the planes, size and pixel size of `source`.
+
+    A `pixel_size` (``--pixel-size``) replaces the source's X and Y size
+    (:func:`biounet.io.units.stated_pixel_size`).
+    """
     return Layout(
         source.plane_shape,
         source.plane_axes,
@@ -92,7 +103,7 @@ def plane_layout(source: ImageSource, channels: int, dtype: Any, kind: str = "im
         source.width,
         channels,
         np.dtype(dtype),
-        source.pixel_size,
+        stated_pixel_size(source.pixel_size, pixel_size),
         kind,
     )
 
@@ -104,7 +115,7 @@ def output_layout(source: ImageSource, n_classes: int, output: OutputOptions) ->
     if output.kind == "labels":
         dtype = np.dtype(np.uint32)  # narrowed to uint16 when the labels fit
     kind = "classes" if output.kind == "mask" and n_classes > 2 else output.kind
-    return plane_layout(source, channels, dtype, kind)
+    return plane_layout(source, channels, dtype, kind, output.pixel_size)
 
 
 def label_dtype(tables: list[np.ndarray]) -> type:

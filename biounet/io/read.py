@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 
 from biounet.errors import BiounetError
+from biounet.io.units import (  # noqa: F401 (LENGTH_UNITS, length_unit: read from here too)
+    LENGTH_UNITS,
+    PixelSize,
+    length_unit,
+    ome_image,
+    stated_pixel_size,
+    tiff_pixel_size,
+)
 
 #: Input dtypes the network accepts after normalisation.
 SUPPORTED_DTYPES = (
@@ -34,24 +42,6 @@ SUPPORTED_DTYPES = (
     "float32",
     "float64",
 )
-
-
-@dataclass(frozen=True)
-class PixelSize:
-    """Physical pixel size, carried from the input to the output files.
-
-    Attributes
-    ----------
-    x, y, z : float or None
-        Size per pixel along each axis, in `unit`.
-    unit : str
-        Length unit, e.g. ``"µm"``.
-    """
-
-    x: float | None = None
-    y: float | None = None
-    z: float | None = None
-    unit: str = "µm"
 
 
 @dataclass
@@ -275,106 +265,6 @@ def require_finite(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-#: Length units: the symbols of OME-XML (and ImageJ's spellings) -> metres per unit.
-LENGTH_UNITS: dict[str, float] = {
-    "pm": 1e-12,
-    "Å": 1e-10,
-    "nm": 1e-9,
-    "µm": 1e-6,
-    "mm": 1e-3,
-    "cm": 1e-2,
-    "m": 1.0,
-}
-#: Other spellings of the same units (ImageJ writes "micron", "um" or an escaped µ).
-UNIT_ALIASES: dict[str, str] = {
-    "um": "µm",
-    "μm": "µm",  # Greek mu
-    "micron": "µm",
-    "microns": "µm",
-    "\\u00B5m": "µm",
-    "nanometer": "nm",
-    "A": "Å",
-    "angstrom": "Å",
-    # the unit names of OME-Zarr (NGFF) axes
-    "picometer": "pm",
-    "micrometer": "µm",
-    "millimeter": "mm",
-    "centimeter": "cm",
-    "meter": "m",
-}
-
-
-def length_unit(text: str | None) -> str | None:
-    """The OME symbol of a length unit (``"um"`` -> ``"µm"``), or None if unknown.
-
-    Examples
-    --------
-    >>> length_unit("micron"), length_unit("nm"), length_unit("pixel")
-    ('µm', 'nm', None)
-    """
-    if not text:
-        return None
-    text = UNIT_ALIASES.get(text.strip(), text.strip())
-    return text if text in LENGTH_UNITS else None
-
-
-def ome_image(tif: Any) -> dict[str, Any]:
-    """The first ``Image`` element of a TIFF's OME-XML, parsed by tifffile (empty if none)."""
-    import tifffile
-
-    if not (tif.is_ome and tif.ome_metadata):
-        return {}
-    try:
-        image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
-    except Exception:  # malformed XML: treat as absent, the pixels are still readable
-        return {}
-    if isinstance(image, list):
-        image = image[0] if image else {}
-    return image if isinstance(image, dict) else {}
-
-
-def _ome_pixel_size(tif: Any) -> PixelSize | None:
-    """Pixel size from the OME-XML's ``Pixels`` element (OME's default unit is µm)."""
-    pixels = ome_image(tif).get("Pixels", {})
-    found, units = {}, set()
-    for axis in "XYZ":
-        value = pixels.get(f"PhysicalSize{axis}")
-        if isinstance(value, (int, float)) and value > 0:
-            found[axis.lower()] = float(value)
-            units.add(length_unit(str(pixels.get(f"PhysicalSize{axis}Unit", "µm"))))
-    if not found:
-        return None
-    if len(units) != 1 or None in units:  # mixed or non-length units: keep the numbers only
-        return PixelSize(**found, unit="")
-    return PixelSize(**found, unit=units.pop())
-
-
-def _pixel_size(tif: Any) -> PixelSize:
-    """Pixel size from OME metadata, ImageJ metadata or resolution tags."""
-    ome = _ome_pixel_size(tif)
-    if ome is not None:
-        return ome
-    page = tif.pages[0]
-    xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
-    if xres is None or yres is None:
-        return PixelSize()
-
-    def size(tag: Any) -> float | None:
-        num, den = tag.value
-        return den / num if num else None
-
-    x, y = size(xres), size(yres)
-    ij = tif.imagej_metadata or {}
-    unit = length_unit(ij.get("unit"))
-    if unit is not None:
-        return PixelSize(x, y, ij.get("spacing"), unit)
-    res_unit = page.tags.get("ResolutionUnit")
-    scale = {2: 25400.0, 3: 10000.0}.get(int(res_unit.value) if res_unit else 1)
-    if scale is None or x is None or y is None or (x == 1.0 and y == 1.0):
-        return PixelSize()
-    return PixelSize(x * scale, y * scale, ij.get("spacing"), "µm")
-
-
 #: What a label file says it holds (OME-XML ``Image/Description``, written by biounet).
 LABEL_DESCRIPTIONS: dict[str, str] = {"instance labels": "instance", "binary mask": "binary"}
 
@@ -490,7 +380,9 @@ def open_zarr_image(path: Path, axes: str | None = None) -> ImageSource:
     return ImageSource(path, data, axes or "".join(names), pixel_size)
 
 
-def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
+def open_image(
+    path: str | Path, *, axes: str | None = None, pixel_size: PixelSize | None = None
+) -> ImageSource:
     """Open a TIFF (or an OME-Zarr image, ``*.zarr``) for region-wise reading.
 
     Parameters
@@ -498,6 +390,9 @@ def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
     path : str or Path
     axes : str, optional
         Override the axes read from the file's metadata, e.g. ``"CYX"``.
+    pixel_size : PixelSize, optional
+        Override the pixel size the file states (X and Y; the file's Z
+        spacing is kept, see :func:`biounet.io.units.stated_pixel_size`).
 
     Returns
     -------
@@ -514,7 +409,9 @@ def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
 
     path = existing_image_file(path)
     if is_zarr(path):
-        return open_zarr_image(path, axes)
+        source = open_zarr_image(path, axes)
+        source.pixel_size = stated_pixel_size(source.pixel_size, pixel_size)
+        return source
     try:
         tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
@@ -527,7 +424,8 @@ def open_image(path: str | Path, *, axes: str | None = None) -> ImageSource:
         series = tif.series[0]
         _check_extent(tif, path)
         data = _open_data(tifffile, tif, series, path)
-        return ImageSource(path, data, axes or series.axes, _pixel_size(tif), tif.close)
+        size = stated_pixel_size(tiff_pixel_size(tif), pixel_size)
+        return ImageSource(path, data, axes or series.axes, size, tif.close)
     except BiounetError:
         tif.close()
         raise

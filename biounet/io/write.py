@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from biounet.io.atomic import published_name
-from biounet.io.read import LENGTH_UNITS, PixelSize
+from biounet.io.units import LENGTH_UNITS, NGFF_UNITS, PixelSize, tiff_resolution
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
 
@@ -70,11 +70,11 @@ class Layout:
 def _ome_metadata(layout: Layout) -> dict[str, Any]:
     meta: dict[str, Any] = {"axes": layout.axes.replace("Q", "Z").replace("I", "Z")}
     ps = layout.pixel_size
+    # sizes without a length unit are left out: OME would read them as micrometres
     for axis, value in (("X", ps.x), ("Y", ps.y), ("Z", ps.z)):
-        if value:
+        if value and ps.unit in LENGTH_UNITS:
             meta[f"PhysicalSize{axis}"] = value
-            if ps.unit:
-                meta[f"PhysicalSize{axis}Unit"] = ps.unit
+            meta[f"PhysicalSize{axis}Unit"] = ps.unit
     if layout.kind in KIND_DESCRIPTIONS:
         meta["Description"] = KIND_DESCRIPTIONS[layout.kind]
     return meta
@@ -83,14 +83,6 @@ def _ome_metadata(layout: Layout) -> dict[str, Any]:
 #: The OME-XML image description of label outputs (read back by
 #: :func:`biounet.io.read.stated_label_kind`).
 KIND_DESCRIPTIONS: dict[str, str] = {"labels": "instance labels", "mask": "binary mask"}
-
-
-def _resolution(ps: PixelSize) -> tuple[float, float] | None:
-    """TIFF resolution tags (pixels per centimetre) for a pixel size in a length unit."""
-    metres = LENGTH_UNITS.get(ps.unit)
-    if not (ps.x and ps.y and metres):
-        return None
-    return 1e-2 / (ps.x * metres), 1e-2 / (ps.y * metres)
 
 
 def write_tiff(
@@ -117,7 +109,7 @@ def write_tiff(
     """
     import tifffile
 
-    resolution = _resolution(layout.pixel_size)
+    resolution = tiff_resolution(layout.pixel_size)
     with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tw:
         tw.write(
             iter(tiles),
@@ -129,8 +121,8 @@ def write_tiff(
             compression=None if compression == "none" else compression,
             predictor=None,
             metadata=_ome_metadata(layout),
-            resolution=resolution,
-            resolutionunit="CENTIMETER" if resolution else None,
+            resolution=resolution[0] if resolution else None,
+            resolutionunit=resolution[1] if resolution else None,
             software="biounet",
         )
 
@@ -170,28 +162,30 @@ def create_zarr(path: str | Path, layout: Layout, *, chunks: tuple[int, int]) ->
     )
 
 
-#: NGFF names of the length units of :data:`biounet.io.read.LENGTH_UNITS`.
-NGFF_UNITS: dict[str, str] = {
-    "pm": "picometer",
-    "Å": "angstrom",
-    "nm": "nanometer",
-    "µm": "micrometer",
-    "mm": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-}
+#: The longest side the smallest pyramid level may have: viewers show an overview of any
+#: image that is larger (napari shows a one-level "pyramid" as a plain layer).
+SMALLEST_LEVEL = 256
 
 
 def pyramid_levels(height: int, width: int, chunks: tuple[int, int]) -> int:
-    """Resolution levels: halve until the image fits one chunk (at least 1 level).
+    """Resolution levels: halve until a level fits one chunk and neither side exceeds 256 px.
+
+    Each level halves Y and X (rounding up); the smallest level fits in one
+    chunk and its longer side is at most :data:`SMALLEST_LEVEL` (so between
+    129 and 256 px unless the chunks are smaller). An image that is already
+    that small has one level.
 
     Examples
     --------
     >>> pyramid_levels(16384, 16384, (512, 512)), pyramid_levels(600, 700, (128, 128))
-    (6, 4)
+    (7, 4)
+    >>> pyramid_levels(512, 512, (512, 512)), pyramid_levels(300, 200, (512, 512))
+    (2, 2)
+    >>> pyramid_levels(256, 100, (512, 512))
+    1
     """
     levels = 1
-    while height > chunks[0] or width > chunks[1]:
+    while height > chunks[0] or width > chunks[1] or max(height, width) > SMALLEST_LEVEL:
         height, width, levels = (height + 1) // 2, (width + 1) // 2, levels + 1
     return levels
 

@@ -2,7 +2,7 @@
 
 Nothing in the core package imports this subpackage; napari finds it through
 the ``napari.manifest`` entry point (``napari.yaml`` next to this file) when
-biounet is installed with the ``napari`` extra (``pip install "biounet[napari]"``).
+biounet is installed with the ``napari`` extra (``pip install -e ".[napari]"`` in its clone).
 
 - :mod:`biounet.napari.layers`: napari layers <-> what the library takes
   (axes of a layer's array, the transform an output layer inherits).

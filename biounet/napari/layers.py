@@ -112,6 +112,60 @@ def transform_of(layer: Any) -> dict[str, Any]:
     return out
 
 
+#: The metadata key that marks the layers biounet's widgets add (``{"biounet": "weight map"}``).
+OUTPUT_KEY = "biounet"
+
+
+def output_metadata(kind: str) -> dict[str, str]:
+    """Metadata of a layer a widget adds: it marks it as biounet's result, not an input.
+
+    Examples
+    --------
+    >>> output_metadata("weight map")
+    {'biounet': 'weight map'}
+    """
+    return {OUTPUT_KEY: kind}
+
+
+def is_output(metadata: Any) -> bool:
+    """Whether a layer's metadata marks it as a biounet result (a weight map, probabilities)."""
+    return isinstance(metadata, dict) and OUTPUT_KEY in metadata
+
+
+def choose_layer(candidates: list[Any], active: Any, current: Any) -> Any:
+    """The layer a widget works on: the selected one if it is a candidate, else its choice so far.
+
+    Parameters
+    ----------
+    candidates : list
+        The layers the widget can work on (e.g. the image layers that are not
+        biounet results), in layer-list order, bottom first.
+    active : layer or None
+        The layer selected in the layer list.
+    current : layer or None
+        The widget's choice so far.
+
+    Returns
+    -------
+    layer or None
+        `active` if it is a candidate; else `current` if it still is one;
+        else the top-most candidate; None without candidates. Selecting a
+        layer of another kind (labels, a weight map) keeps the choice.
+
+    Examples
+    --------
+    >>> choose_layer(["a", "b"], "labels", None), choose_layer(["a", "b"], "a", "b")
+    ('b', 'a')
+    >>> choose_layer(["a", "b"], "labels", "a"), choose_layer([], "labels", "a") is None
+    ('a', True)
+    """
+    if any(active is c for c in candidates):
+        return active
+    if any(current is c for c in candidates):
+        return current
+    return candidates[-1] if candidates else None
+
+
 def put_layer(viewer: Any, layer: Any) -> Any:
     """Add `layer` to `viewer`, in place of a layer of the same name if there is one.
 
@@ -137,11 +191,14 @@ def follow_layers(viewer: Any, widget: Any, on_active: Any) -> None:
     widget : magicgui Container
         Its ``reset_choices`` refreshes the layer dropdowns.
     on_active : callable
-        Called with the selection event (and once now, without one).
+        Called with the selection event, when layers are added or removed, and
+        once now (without an event).
     """
     events = viewer.layers.events
     for event in (events.inserted, events.removed, events.reordered):
         event.connect(widget.reset_choices)
+    for event in (events.inserted, events.removed):
+        event.connect(on_active)
     viewer.layers.selection.events.active.connect(on_active)
     widget.reset_choices()
     on_active()

@@ -22,29 +22,43 @@ EM_PIXEL_UM = 0.004
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-def em_synthetic() -> list[LayerData]:
-    """``sample_data/em_synthetic.tif`` (512 x 512) and its cells as a labels layer.
+def _em_slice() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    image, cells = synthetic.em_like((512, 512), rng=np.random.default_rng(2026))
+    return image, cells, {"scale": (EM_PIXEL_UM, EM_PIXEL_UM), "units": ("um", "um")}
 
-    Returns
-    -------
-    list of tuple
-        The image (uint8) and the cell interiors (``cells`` of
-        :func:`biounet.synthetic.em_like`: 0 = membrane, 1..K cells), both with
-        4 nm pixels. ``sample_data/em_synthetic_labels.tif`` is ``cells > 0``
-        as 0/255.
+
+def em_synthetic() -> list[LayerData]:
+    """``sample_data/em_synthetic.tif`` (512 x 512, 4 nm pixels), alone.
+
+    The one layer it adds is the selected one, so *Segment (U-Net)* segments
+    it straight away; its cells are the sample :func:`em_synthetic_cells`.
 
     Examples
     --------
     >>> [(meta["name"], kind) for _, meta, kind in em_synthetic()]
-    [('em_synthetic', 'image'), ('em_synthetic cells', 'labels')]
+    [('em_synthetic', 'image')]
     """
-    image, cells = synthetic.em_like((512, 512), rng=np.random.default_rng(2026))
-    scale = (EM_PIXEL_UM, EM_PIXEL_UM)
-    common = {"scale": scale, "units": ("um", "um")}
-    return [
-        (image, {"name": "em_synthetic", **common}, "image"),
-        (cells, {"name": "em_synthetic cells", "visible": False, **common}, "labels"),
-    ]
+    image, _, common = _em_slice()
+    return [(image, {"name": "em_synthetic", **common}, "image")]
+
+
+def em_synthetic_cells() -> list[LayerData]:
+    """The cells of ``em_synthetic`` as a labels layer placed on it.
+
+    Returns
+    -------
+    list of tuple
+        The cell interiors (``cells`` of :func:`biounet.synthetic.em_like`:
+        0 = membrane, 1..K cells), 4 nm pixels.
+        ``sample_data/em_synthetic_labels.tif`` is ``cells > 0`` as 0/255.
+
+    Examples
+    --------
+    >>> [(meta["name"], kind) for _, meta, kind in em_synthetic_cells()]
+    [('em_synthetic cells', 'labels')]
+    """
+    _, cells, common = _em_slice()
+    return [(cells, {"name": "em_synthetic cells", "opacity": 0.5, **common}, "labels")]
 
 
 def em_stack() -> list[LayerData]:

@@ -30,7 +30,15 @@ from napari.utils.notifications import show_error
 
 from biounet.errors import BiounetError
 from biounet.napari.jobs import ModelCache, Outcome, SegmentRequest, segment_job
-from biounet.napari.layers import follow_layers, full_resolution, put_layer, transform_of
+from biounet.napari.layers import (
+    choose_layer,
+    follow_layers,
+    full_resolution,
+    is_output,
+    output_metadata,
+    put_layer,
+    transform_of,
+)
 from biounet.options import OUTPUT_KINDS, TTA_CHOICES
 
 #: The model control: the bundled ISBI 2012 model or a file.
@@ -147,10 +155,14 @@ class SegmentWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if _is_image(layer)]
 
     def _follow_selection(self, _event: Any = None) -> None:
-        active = self._viewer.layers.selection.active
-        if _is_image(active) and self.worker is None:
-            self.image.reset_choices()
-            self.image.value = active
+        """Choose the selected image layer, else keep the choice, else the top-most image."""
+        if self.worker is not None:
+            return
+        self.image.reset_choices()
+        candidates = [layer for _, layer in self._image_layers()]
+        chosen = choose_layer(candidates, self._viewer.layers.selection.active, self.image.value)
+        if chosen is not self.image.value:
+            self.image.value = chosen
 
     def _show_model_file(self, choice: str) -> None:
         self.model_file.visible = choice == FROM_FILE
@@ -181,7 +193,7 @@ class SegmentWidget(Container):
         """
         layer = self.image.value
         if layer is None:
-            raise ValueError("open an image layer first (or File > Open Sample > biounet)")
+            raise ValueError("open an image layer first (or File > Open Sample > biounet U-Net)")
         return SegmentRequest(
             image=full_resolution(layer.data, layer.multiscale),
             rgb=bool(layer.rgb),
@@ -259,10 +271,12 @@ class SegmentWidget(Container):
         """
         name = output_name(layer.name, kind)
         transform = transform_of(layer)
+        transform["metadata"] = output_metadata(kind)
         if kind != "probabilities":
             return put_layer(self._viewer, napari.layers.Labels(data, name=name, **transform))
         if data.ndim > layer.ndim:  # (..., K): one layer per class
             names = [f"{name} class {k}" for k in range(data.shape[-1])]
+            transform["metadata"] = [transform["metadata"]] * len(names)  # one per layer
             return self._viewer.add_image(
                 data, channel_axis=-1, name=names, colormap="magma", **transform
             )[0]
@@ -273,4 +287,5 @@ class SegmentWidget(Container):
 
 
 def _is_image(layer: Any) -> bool:
-    return isinstance(layer, napari.layers.Image)
+    """An image layer to segment: not a probability or weight map a widget added."""
+    return isinstance(layer, napari.layers.Image) and not is_output(layer.metadata)

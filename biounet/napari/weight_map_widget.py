@@ -18,7 +18,13 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from biounet.napari.jobs import Outcome, WeightMapRequest, weight_map_job
-from biounet.napari.layers import follow_layers, put_layer, transform_of
+from biounet.napari.layers import (
+    choose_layer,
+    follow_layers,
+    output_metadata,
+    put_layer,
+    transform_of,
+)
 from biounet.options import FOREGROUNDS, LABEL_KINDS
 from biounet.training.weight_map import WeightMapConfig
 
@@ -86,10 +92,15 @@ class WeightMapWidget(Container):
         ]
 
     def _follow_selection(self, _event: Any = None) -> None:
+        """Choose the selected labels layer, else keep the choice, else the top-most labels."""
+        if self.worker is not None:
+            return
+        self.labels_layer.reset_choices()
+        candidates = [layer for _, layer in self._label_layers()]
         active = self._viewer.layers.selection.active
-        if isinstance(active, napari.layers.Labels) and self.worker is None:
-            self.labels_layer.reset_choices()
-            self.labels_layer.value = active
+        chosen = choose_layer(candidates, active, self.labels_layer.value)
+        if chosen is not self.labels_layer.value:
+            self.labels_layer.value = chosen
 
     def _show_foreground(self, kind: str) -> None:
         self.foreground.visible = kind == "binary"
@@ -154,6 +165,10 @@ class WeightMapWidget(Container):
     def add_result(self, layer: napari.layers.Labels, weights: Any) -> napari.layers.Image:
         """Show `weights` placed like `layer`, replacing an earlier map of it."""
         shown = napari.layers.Image(
-            weights, name=f"{layer.name} weights", colormap="magma", **transform_of(layer)
+            weights,
+            name=f"{layer.name} weights",
+            colormap="magma",
+            metadata=output_metadata("weight map"),
+            **transform_of(layer),
         )
         return put_layer(self._viewer, shown)

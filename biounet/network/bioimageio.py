@@ -9,11 +9,13 @@ the output size as the input size plus an offset (-184: the network crops
 its own halo); the checkpoint's grey-value normalisation as preprocessing
 (``scale_linear``) and the softmax over the classes as postprocessing; a
 README with a validation section, a cover image, the licence and the paper
-as citation. ``config.biounet`` repeats the architecture and normalisation so
-that :func:`biounet.network.unet.load_model` reads the package without
+as citation. The space axes state the pixel size of the data the model was
+trained on (``unit: nanometer``, ``scale``) where it is known. ``config.biounet``
+repeats the architecture and normalisation so that
+:func:`biounet.network.unet.load_model` reads the package without
 bioimageio.spec.
 
-Needs the ``bioimageio`` extra (``pip install 'biounet[bioimageio]'``).
+Needs the ``bioimageio`` extra (``pip install -e ".[bioimageio]"`` in biounet's clone).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 from biounet import __version__
 from biounet.errors import BiounetError
 from biounet.io.atomic import atomic_output
+from biounet.io.units import NGFF_UNITS, PixelSize, parse_pixel_size, tiff_pixel_size
 from biounet.network import shapes
 from biounet.network.checkpoint import cpu_state
 from biounet.network.normalize import Normalization, normalize
@@ -107,6 +110,57 @@ def sample_image(path: str | Path | None = None) -> np.ndarray:
     return image if image.ndim == 2 else image[0]
 
 
+def package_pixel_size(
+    stated: str | None = None,
+    sample: str | Path | None = None,
+    model: str | Path | None = None,
+) -> PixelSize | None:
+    """The pixel size a package states for its model's data, where known.
+
+    Parameters
+    ----------
+    stated : str, optional
+        ``--pixel-size`` as typed (``"4nm"``, ``"0.5"`` in µm): wins.
+    sample : path, optional
+        ``--sample``: a TIFF that states its pixel size (OME, ImageJ, resolution
+        tags), taken for a model whose training data is not known.
+    model : path, optional
+        ``--model``; None for the bundled model, trained on ISBI 2012 (4 nm pixels,
+        :data:`biounet.network.bundled.TRAINING_PIXEL_SIZE`).
+
+    Returns
+    -------
+    PixelSize or None
+        None when nothing states it (a checkpoint of unknown data and no sample
+        size): the package's axes then carry no unit.
+    """
+    if stated is not None:
+        return parse_pixel_size(stated)
+    if model is None:
+        from biounet.network.bundled import TRAINING_PIXEL_SIZE
+
+        return TRAINING_PIXEL_SIZE
+    if sample is not None:
+        if Path(sample).suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(sample) as tif:
+                    found = tiff_pixel_size(tif)
+            except Exception:  # unreadable: sample_image names the problem
+                return None
+            return found if found.known else None
+    return None
+
+
+def _space_units(pixel_size: PixelSize | None) -> tuple[dict, dict]:
+    """``unit`` and ``scale`` of the y and x axes of a package (empty without a size)."""
+    if pixel_size is None or not pixel_size.known or pixel_size.unit not in NGFF_UNITS:
+        return {}, {}
+    unit = NGFF_UNITS[pixel_size.unit]
+    return {"unit": unit, "scale": pixel_size.y}, {"unit": unit, "scale": pixel_size.x}
+
+
 def _cover(image: np.ndarray, prob: np.ndarray, norm: Normalization, path: Path) -> None:
     """A 2:1 PNG: the test input's centre beside its foreground probability."""
     from PIL import Image
@@ -118,7 +172,7 @@ def _cover(image: np.ndarray, prob: np.ndarray, norm: Normalization, path: Path)
     Image.fromarray((np.clip(both, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
-def _readme(model: UNet, size: int, out: int, dtype: str) -> str:
+def _readme(model: UNet, size: int, out: int, dtype: str, pixel: PixelSize | None) -> str:
     cfg = model.config
     rule = model.decision
     objects = (
@@ -128,11 +182,17 @@ def _readme(model: UNet, size: int, out: int, dtype: str) -> str:
     )
     min_size = f", at least {rule.min_size} px" if rule.min_size else ""
     chosen = f"calibrated for {rule.chosen_by}" if rule.chosen_by else "not calibrated"
+    scale = (
+        f"Pixel size of the training data: {pixel.describe()} (the axes' `unit` and `scale`)."
+        if pixel is not None and pixel.known
+        else "The pixel size of the training data is not recorded."
+    )
     smallest = shapes.smallest_valid_input_size(depth=cfg.depth, padding=cfg.padding)
     return f"""# biounet U-Net
 
 The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015) as implemented by
-biounet {__version__}: {cfg.padding} convolutions,
+biounet {__version__} (installed from its source: `pip install -e .` in a clone):
+{cfg.padding} convolutions,
 depth {cfg.depth}, {cfg.features} features in the first level, {cfg.in_channels} input
 channel(s), {cfg.n_classes} classes ({cfg.flavour} flavour).
 
@@ -141,6 +201,7 @@ channel(s), {cfg.n_classes} classes ({cfg.flavour} flavour).
 - input `raw`: float32 holding the grey values as stored (`{dtype}`), axes batch,
   channel, y, x; y and x of size {smallest} + n * {shapes.size_step(cfg.depth)}.
   Preprocessing: `scale_linear` (the grey-value scaling the model was trained with).
+  {scale}
 - output `probabilities`: class probabilities (softmax over the channel axis);
   y and x are the input's size {-2 * cfg.halo:+d} (the network crops {cfg.halo} px of context
   per side; for the test tensor {size} -> {out}).
@@ -183,6 +244,7 @@ def export_bioimageio(
     description: str = "The U-Net of Ronneberger et al. (2015) for microscopy segmentation.",
     authors: tuple[str, ...] = ("biounet contributors",),
     license: str = "BSD-3-Clause",
+    pixel_size: PixelSize | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write `model` as a bioimage.io model package (a ``.zip`` or a folder).
@@ -199,6 +261,10 @@ def export_bioimageio(
     authors : tuple of str
     license : str
         SPDX identifier of the weights' licence.
+    pixel_size : PixelSize, optional
+        The pixel size of the data the model was trained on: the ``unit`` and
+        ``scale`` of the input and output space axes (:func:`package_pixel_size`).
+        None: the axes carry no unit.
     overwrite : bool
         Replace an existing output.
 
@@ -219,7 +285,8 @@ def export_bioimageio(
         from bioimageio.spec.model import v0_5 as bio
     except ImportError:
         raise BiounetError(
-            "export-bioimageio needs bioimageio.spec: pip install 'biounet[bioimageio]'"
+            "export-bioimageio needs bioimageio.spec: pip install -e '.[bioimageio]' in "
+            "biounet's clone"
         ) from None
     output = Path(output)
     if output.exists() and not overwrite:
@@ -263,10 +330,11 @@ def export_bioimageio(
         if not same:
             raise BiounetError("export-bioimageio: the TorchScript network differs from the model")
         _cover(image, prob[0, 1], model.normalization, tmp / "cover.png")
-        (tmp / "README.md").write_text(_readme(model, size, out_size, dtype))
+        (tmp / "README.md").write_text(_readme(model, size, out_size, dtype, pixel_size))
         raw, prob_id = bio.TensorId("raw"), bio.TensorId("probabilities")
         y, x = bio.AxisId("y"), bio.AxisId("x")
         rule = bio.ParameterizedSize(min=minimum, step=step)
+        y_unit, x_unit = _space_units(pixel_size)
         inputs = [
             bio.InputTensorDescr(
                 id=raw,
@@ -274,8 +342,8 @@ def export_bioimageio(
                 axes=[
                     bio.BatchAxis(),
                     bio.ChannelAxis(channel_names=[bio.Identifier("grey")]),
-                    bio.SpaceInputAxis(id=y, size=rule),
-                    bio.SpaceInputAxis(id=x, size=rule),
+                    bio.SpaceInputAxis(id=y, size=rule, **y_unit),
+                    bio.SpaceInputAxis(id=x, size=rule, **x_unit),
                 ],
                 test_tensor=bio.FileDescr(source=tmp / "test_input.npy"),
                 data=bio.IntervalOrRatioDataDescr(type="float32"),
@@ -299,10 +367,14 @@ def export_bioimageio(
                     bio.BatchAxis(),
                     bio.ChannelAxis(channel_names=[bio.Identifier(n) for n in names]),
                     bio.SpaceOutputAxis(
-                        id=y, size=bio.SizeReference(tensor_id=raw, axis_id=y, offset=offset)
+                        id=y,
+                        size=bio.SizeReference(tensor_id=raw, axis_id=y, offset=offset),
+                        **y_unit,
                     ),
                     bio.SpaceOutputAxis(
-                        id=x, size=bio.SizeReference(tensor_id=raw, axis_id=x, offset=offset)
+                        id=x,
+                        size=bio.SizeReference(tensor_id=raw, axis_id=x, offset=offset),
+                        **x_unit,
                     ),
                 ],
                 test_tensor=bio.FileDescr(source=tmp / "test_output.npy"),

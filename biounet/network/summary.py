@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
 from biounet.network import shapes
-from biounet.network.unet import UNetConfig, parameter_count
+from biounet.network.unet import UNetConfig, load_model, parameter_count
 
 
 def layer_counts(config: UNetConfig) -> dict[str, int]:
@@ -63,7 +67,51 @@ def forward_flops(config: UNetConfig, size: int | tuple[int, int]) -> int:
     return 2 * macs
 
 
-def architecture_table(config: UNetConfig, input_size: int) -> str:
+def summary_config(
+    model: str | Path | None = None, *, paper: bool = False, **changes: Any
+) -> tuple[UNetConfig, str]:
+    """The network ``biounet summary`` describes, and its name for the title line.
+
+    Parameters
+    ----------
+    model : str or Path, optional
+        A checkpoint or bioimage.io package: its network. Default: the bundled
+        model (what ``biounet predict`` uses without ``--model``).
+    paper : bool
+        The paper's network instead (:class:`UNetConfig`'s defaults: 64 features).
+    **changes
+        :class:`UNetConfig` fields to change (``features=8``); None values are ignored.
+
+    Returns
+    -------
+    config : UNetConfig
+    name : str
+        E.g. ``"the bundled model"``, ``"the paper's network, --features 8"``.
+
+    Raises
+    ------
+    ValueError
+        If both `model` and `paper` are given, or a change makes an invalid network.
+    """
+    if paper and model is not None:
+        raise ValueError("--paper and --model: choose one network")
+    if paper:
+        config, name = UNetConfig(), "the paper's network"
+    elif model is None:
+        config, name = load_model().config, "the bundled model"
+    else:
+        config, name = load_model(model).config, str(model)
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if changes:
+        config = replace(config, **changes)
+        options = {"n_classes": "classes"}
+        name += ", " + ", ".join(
+            f"--{options.get(k, k).replace('_', '-')} {v}" for k, v in changes.items()
+        )
+    return config, name
+
+
+def architecture_table(config: UNetConfig, input_size: int, name: str | None = None) -> str:
     """Per-level channels and sizes, parameters, halo and nearest valid sizes.
 
     Parameters
@@ -71,6 +119,8 @@ def architecture_table(config: UNetConfig, input_size: int) -> str:
     config : UNetConfig
     input_size : int
         Square input tile size; must be valid for `config`.
+    name : str, optional
+        What the network is (e.g. ``"the bundled model"``), prefixed to the title line.
 
     Raises
     ------
@@ -108,7 +158,8 @@ def architecture_table(config: UNetConfig, input_size: int) -> str:
     rows.append(("", "1x1 conv", str(config.n_classes), str(t.output), "class scores"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [
-        f"U-Net, {config.flavour} flavour, {config.padding} padding: depth {d}, "
+        (f"{name}: " if name else "")
+        + f"U-Net, {config.flavour} flavour, {config.padding} padding: depth {d}, "
         f"{config.features} base features, {config.in_channels} input channel(s), "
         f"{config.n_classes} classes",
         "",

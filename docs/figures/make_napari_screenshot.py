@@ -1,16 +1,23 @@
 """Take docs/figures/napari_widget.png: the Segment (U-Net) widget in a napari window.
 
-Opens sample_data/em_synthetic.tif in a napari window, docks the widget as the
-Plugins menu does, segments the image with the bundled model and saves the
-whole window. Needs a display; on a headless machine run it under Xvfb::
+Follows the README's napari steps and nothing more: *File > Open Sample >
+biounet U-Net > EM slice* (``viewer.open_sample``), *Plugins > biounet U-Net >
+Segment (U-Net)* (``add_plugin_dock_widget``, as the menu does), *Segment*
+with the bundled model; no layer is selected by hand. Then it saves the
+whole window. Needs a display; on a headless machine run it under Xvfb, from
+the repository's root (so that this checkout's biounet is the one imported)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/figures/make_napari_screenshot.py
+    PYTHONPATH=. xvfb-run -a -s "-screen 0 1600x1000x24" \
+        python docs/figures/make_napari_screenshot.py
+
+It needs Qt's X11 libraries (README, napari section): with
+``QT_QPA_PLATFORM=offscreen`` instead, the window is drawn but the canvas in
+the picture stays black.
 """
 
 from pathlib import Path
 
 import napari
-import tifffile
 from PIL import Image
 from qtpy.QtCore import QEventLoop, QTimer
 
@@ -42,15 +49,14 @@ def main() -> None:
     """Segment the sample in a napari window and save the window."""
     viewer = napari.Viewer(title="napari: biounet")
     viewer.window._qt_window.resize(1400, 860)
-    image = tifffile.imread(ROOT / "sample_data" / "em_synthetic.tif")
-    viewer.add_image(image, name="em_synthetic", scale=(0.004, 0.004), units=("um", "um"))
+    viewer.open_sample("biounet", "em_synthetic")
     _, widget = viewer.window.add_plugin_dock_widget("biounet", "Segment (U-Net)")
+    assert widget.image.value is viewer.layers["em_synthetic"], "the sample is not chosen"
     widget.device.value = "cpu"
     widget.run_button.native.click()
     wait_until(lambda: widget.worker is None)
     labels = viewer.layers["em_synthetic labels"]
     labels.opacity = 0.45
-    viewer.layers.selection.active = viewer.layers["em_synthetic"]
     viewer.scale_bar.visible = True
     viewer.reset_view()
     pause(2.0)
@@ -66,7 +72,9 @@ def main() -> None:
     shot.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         OUT, optimize=True
     )
-    print(f"{OUT.relative_to(ROOT)}: {widget.status.value}")
+    import biounet
+
+    print(f"{OUT.relative_to(ROOT)}: {widget.status.value} (biounet from {biounet.__file__})")
     viewer.close()
 
 

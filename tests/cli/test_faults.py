@@ -101,7 +101,7 @@ def test_full_disk_during_predict_is_one_line_and_leaves_nothing(files, tmp_path
 
     monkeypatch.setattr(write, "write_tiff", full)
     for kind in ("labels", "probabilities"):  # labels: also a scratch store
-        r = _predict(files, tmp_path / "o.tif", "--output", kind)
+        r = _predict(files, tmp_path / "o.tif", "--kind", kind)
         _one_error_line(r, f"{tmp_path / 'o.tif'}: {NO_SPACE}")
         assert _names(tmp_path) == []
 
@@ -154,7 +154,7 @@ def test_real_full_and_read_only_disk(files, small_disk):
     big = files / "big.tif"  # float32 probabilities, 4 MiB uncompressed > 256 KiB
     r = _cli(
         "predict", big, "-o", small_disk / "p.tif", "--model", files / "model.pt",
-        "--output", "probabilities", "--compression", "none", "--no-progress",
+        "--kind", "probabilities", "--compression", "none", "--no-progress",
     )  # fmt: skip
     _one_error_line(r, f"{small_disk / 'p.tif'}: {NO_SPACE}")
     assert _names(small_disk) == []

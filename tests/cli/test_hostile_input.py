@@ -179,7 +179,7 @@ CASES = [
     ("model-missing", "predict img.tif -o o.tif --model no.pt", 1, "no.pt: no such checkpoint", ()),
     # predict: what a success leaves
     ("predict-ok", "predict img.tif -o o.tif", 0, "", ("o.tif",)),
-    ("predict-ok-zarr", "predict img.tif -o o.zarr --output mask", 0, "", ("o.zarr",)),
+    ("predict-ok-zarr", "predict img.tif -o o.zarr --kind mask", 0, "", ("o.zarr",)),
     # evaluate
     ("json-onto-prediction", "evaluate pred.tif gt.tif --json pred.tif", 1, "pred.tif: --json", ()),
     ("json-new", "evaluate pred.tif gt.tif --json gt.json", 0, "", ("gt.json",)),

@@ -62,7 +62,7 @@ def test_probabilities_equal_library_prediction(tmp_path, stack_path, model_path
         out,
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
         "--tile-size",
         "116",
@@ -88,7 +88,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "u8.tif",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
         "--dtype",
         "uint8",
@@ -103,7 +103,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "m.tif",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "mask",
         "--threshold",
         "0.5",
@@ -139,7 +139,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         tmp_path / "p.zarr",
         "--model",
         model_path,
-        "--output",
+        "--kind",
         "probabilities",
     )
     assert r.exit_code == 0, r.output
@@ -150,7 +150,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
 
 def test_folder_input_and_output(tmp_path, stack_path, model_path, rng):
     tifffile.imwrite(tmp_path / "second.tif", rng.integers(0, 255, (40, 50)).astype(np.uint8))
-    r = _run("predict", tmp_path, "-o", tmp_path / "res", "--model", model_path, "--output", "mask")
+    r = _run("predict", tmp_path, "-o", tmp_path / "res", "--model", model_path, "--kind", "mask")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [
         "in_mask.tif",
@@ -205,7 +205,7 @@ def test_existing_unwritable_and_bad_model(tmp_path, stack_path, model_path):
         "--model",
         model_path,
         "--overwrite",
-        "--output",
+        "--kind",
         "mask",
     )
     assert r.exit_code == 0 and tifffile.imread(tmp_path / "o.tif").shape == (2, 90, 130)
@@ -237,7 +237,7 @@ def test_an_existing_zarr_store_is_refused_then_replaced_whole(tmp_path, stack_p
     """`-o x.zarr` names a store, never a folder of outputs (no TIFF is written inside it)."""
     store = tmp_path / "seg.zarr"
     args = ("predict", stack_path, "-o", store, "--model", model_path, "--window", 116)
-    assert _run(*args, "--output", "mask").exit_code == 0
+    assert _run(*args, "--kind", "mask").exit_code == 0
     first = zarr_level(store)[:]
     again = _run(*args)
     assert again.exit_code == 1

@@ -52,7 +52,7 @@ def predictions(tmp_path_factory):
     paths = {}
     for kind in ("labels", "probabilities"):
         paths[kind] = out / f"{kind}.zarr"
-        args = [EM, "-o", paths[kind], "--output", kind, "--model", model, "--window", 172]
+        args = [EM, "-o", paths[kind], "--kind", kind, "--model", model, "--window", 172]
         r = CliRunner().invoke(main, ["-q", "predict", "--device", "cpu", *map(str, args)])
         assert r.exit_code == 0, r.output
     return paths

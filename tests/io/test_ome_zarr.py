@@ -123,3 +123,43 @@ def test_ome_pixel_size_default_unit_and_imagej_nanometres(tmp_path):
     )
     with open_image(tmp_path / "ij.tif") as src:
         assert src.pixel_size == PixelSize(4.0, 4.0, None, "nm")
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk", "sizes"),
+    [
+        ((512, 512), 512, [(512, 512), (256, 256)]),  # one chunk, still an overview level
+        ((700, 300), 1024, [(700, 300), (350, 150), (175, 75)]),
+        ((257, 40), 512, [(257, 40), (129, 20)]),
+        ((256, 256), 512, [(256, 256)]),  # small enough to be its own overview
+        ((600, 700), 128, [(600, 700), (300, 350), (150, 175), (75, 88)]),  # chunks decide
+    ],
+)
+def test_pyramid_goes_down_to_256_px(shape, chunk, sizes):
+    levels = pyramid_levels(*shape, (chunk, chunk))
+    assert levels == len(sizes)
+    h, w = shape
+    got = [(h, w)]
+    for _ in range(levels - 1):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        got.append((h, w))
+    assert got == sizes
+    assert max(sizes[-1]) <= 256 and (len(sizes) == 1 or max(sizes[-2]) > 256 or chunk < 256)
+
+
+def test_a_512_image_in_one_chunk_gets_two_levels(tmp_path, rng):
+    labels = rng.integers(0, 50, (512, 512)).astype(np.uint16)
+    layout = Layout((), "", 512, 512, 1, labels.dtype, NM4, "labels")
+    write_tiles(
+        tmp_path / "l.zarr",
+        iter([(0, slice(0, 512), slice(0, 512), labels)]),
+        layout,
+        (512, 512),
+        "zlib",
+    )
+    ms = zarr.open_group(str(tmp_path / "l.zarr"), mode="r").attrs["multiscales"][0]
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales == [[4.0, 4.0], [8.0, 8.0]]
+    assert np.array_equal(zarr_level(tmp_path / "l.zarr", 1)[:], labels[1::2, 1::2])
+    (node,) = [n for n in _reader_nodes(tmp_path / "l.zarr") if n.data]
+    assert [d.shape for d in node.data] == [(512, 512), (256, 256)]

@@ -20,7 +20,7 @@ from biounet.napari.jobs import (
     weight_map_job,
     with_progress,
 )
-from biounet.napari.layers import image_axes
+from biounet.napari.layers import choose_layer, image_axes, is_output, output_metadata
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.unet import UNet, UNetConfig, load_model
 from biounet.options import OutputOptions
@@ -245,7 +245,25 @@ def test_samples_are_the_files_of_sample_data(make, files):
 
 
 def test_em_sample_cells_match_the_stored_ground_truth():
-    (_, meta, _), (cells, cell_meta, kind) = samples.em_synthetic()
+    ((_, meta, image_kind),) = samples.em_synthetic()  # one layer: the selected one
+    ((cells, cell_meta, kind),) = samples.em_synthetic_cells()
     stored = tifffile.imread(SAMPLES / "em_synthetic_labels.tif")
     np.testing.assert_array_equal(np.where(cells > 0, 255, 0), stored)
-    assert kind == "labels" and meta["scale"] == cell_meta["scale"] == (0.004, 0.004)
+    assert (image_kind, kind) == ("image", "labels")
+    assert meta["scale"] == cell_meta["scale"] == (0.004, 0.004)
+    assert cell_meta.get("visible", True)  # asked for, so shown
+
+
+def test_choose_layer_prefers_the_selection_then_the_choice_then_the_top():
+    a, b, c = object(), object(), object()
+    labels = object()
+    assert choose_layer([a, b, c], b, a) is b  # the selected candidate
+    assert choose_layer([a, b, c], labels, a) is a  # a labels layer selected: keep the choice
+    assert choose_layer([a, b, c], labels, None) is c  # nothing chosen: the top-most
+    assert choose_layer([a, b], labels, c) is b  # the choice was removed
+    assert choose_layer([], labels, a) is None
+
+
+def test_outputs_are_marked():
+    assert is_output(output_metadata("weight map")) and is_output({"biounet": "probabilities"})
+    assert not is_output({}) and not is_output({"other": 1}) and not is_output(None)

@@ -75,6 +75,7 @@ def test_manifest_is_valid_and_names_the_contributions():
     ]
     assert [s.key for s in contributions.sample_data] == [
         "em_synthetic",
+        "em_synthetic_cells",
         "em_stack",
         "touching_cells",
     ]
@@ -257,3 +258,109 @@ def test_bundled_model_on_the_sample_gives_predicts_labels_with_its_rule(qtbot, 
     click_and_wait(qtbot, widget)
     assert f"threshold 0.5 (model: {rule.threshold:g})" in widget.status.value
     assert not np.array_equal(viewer.layers["em labels"].data, tifffile.imread(tmp_path / "l.tif"))
+
+
+def test_from_the_sample_menu_to_labels_without_touching_the_layer_list(
+    qtbot, viewer, tiny_checkpoint
+):
+    """The sample first, then the widget from the Plugins menu, then Segment: nothing else."""
+    viewer.open_sample("biounet", "em_synthetic")
+    image = viewer.layers["em_synthetic"]
+    assert viewer.layers.selection.active is image  # the sample adds one layer, selected
+    _, widget = viewer.window.add_plugin_dock_widget("biounet", "Segment (U-Net)")
+    assert widget.image.value is image
+    widget.model.value = FROM_FILE
+    widget.model_file.value = tiny_checkpoint
+    widget.device.value = "cpu"
+    click_and_wait(qtbot, widget)
+    labels = viewer.layers["em_synthetic labels"]
+    np.testing.assert_array_equal(labels.data, segment(image.data, load_model(tiny_checkpoint)))
+    np.testing.assert_array_equal(labels.scale, image.scale)
+    n = len(np.unique(labels.data)) - 1
+    assert n > 0 and widget.status.value.startswith(f"{n} objects in ")
+
+
+def test_segment_picks_images_never_labels_or_weight_maps(qtbot, viewer, tiny_checkpoint):
+    viewer.open_sample("biounet", "em_synthetic")
+    viewer.open_sample("biounet", "em_synthetic_cells")
+    cells = viewer.layers["em_synthetic cells"]
+    assert viewer.layers.selection.active is cells  # what the user asked for last
+    segmenter = segment_widget(viewer, tiny_checkpoint, kind="probabilities")
+    image = viewer.layers["em_synthetic"]
+    assert segmenter.image.value is image  # a labels layer selected: the top-most image
+    assert [name for name, _ in segmenter._image_layers()] == ["em_synthetic"]
+    weights = WeightMapWidget(viewer)
+    viewer.window.add_dock_widget(weights)
+    assert weights.labels_layer.value is cells
+    click_and_wait(qtbot, weights)
+    shown = viewer.layers["em_synthetic cells weights"]
+    assert viewer.layers.selection.active is shown  # napari selects what was added
+    assert segmenter.image.value is image  # ... but a weight map is not an image to segment
+    click_and_wait(qtbot, segmenter)
+    prob = viewer.layers["em_synthetic probabilities"]
+    assert isinstance(prob, napari.layers.Image) and segmenter.image.value is image
+    assert [name for name, _ in segmenter._image_layers()] == ["em_synthetic"]
+    # a second image on top is chosen when selected; removing it falls back to the first
+    other = viewer.add_image(np.zeros((64, 64), np.uint8), name="other")
+    assert segmenter.image.value is other
+    viewer.layers.selection.active = cells
+    assert segmenter.image.value is other
+    viewer.layers.remove(other)
+    assert segmenter.image.value is image
+
+
+def _menu_paths(menu, prefix=()):
+    """Every path of action texts in a Qt menu, e.g. ('biounet U-Net', 'Segment (U-Net)')."""
+    menu.aboutToShow.emit()  # napari fills some menus when they open
+    paths = []
+    for action in menu.actions():
+        if action.isSeparator():
+            continue
+        path = (*prefix, action.text().replace("&", ""))
+        paths.append(path)
+        if action.menu() is not None:
+            paths += _menu_paths(action.menu(), path)
+    return paths
+
+
+def test_menu_names_in_the_docs_are_napari_s(viewer):
+    import re
+
+    bar = viewer.window._qt_window.menuBar()
+    paths = set()
+    for action in bar.actions():
+        paths.update(_menu_paths(action.menu(), (action.text().replace("&", ""),)))
+    root = Path(__file__).resolve().parents[2]
+    quoted = []
+    for doc in ("README.md", "docs/napari.md"):
+        text = " ".join((root / doc).read_text().split())
+        quoted += re.findall(r"\*((?:File|Plugins) > [^*]+)\*", text)
+    assert len(quoted) >= 4
+    for path in quoted:
+        assert tuple(path.split(" > ")) in paths, f"{path}: not a menu entry of napari"
+    for needed in (
+        ("Plugins", "biounet U-Net", "Segment (U-Net)"),
+        ("Plugins", "biounet U-Net", "Weight map (Eq. 2)"),
+        ("File", "Open Sample", "biounet U-Net", "EM slice (synthetic, 512 x 512)"),
+    ):
+        assert needed in paths and " > ".join(needed) in " ".join(quoted)
+
+
+def test_class_probability_layers_are_marked_and_not_offered(qtbot, viewer, tmp_path, blobs):
+    import torch
+
+    from biounet.network.checkpoint import save_checkpoint
+    from biounet.network.unet import UNet, UNetConfig
+
+    torch.manual_seed(1)
+    path = save_checkpoint(tmp_path / "k3.pt", UNet(UNetConfig(features=2, depth=2, n_classes=3)))
+    image = viewer.add_image(blobs[0], name="blobs")
+    widget = segment_widget(viewer, path, kind="probabilities")
+    click_and_wait(qtbot, widget)
+    expected = segment(blobs[0], load_model(path), output=OutputOptions("probabilities"))
+    for k in range(3):
+        shown = viewer.layers[f"blobs probabilities class {k}"]
+        np.testing.assert_array_equal(shown.data, expected[..., k])
+        assert shown.metadata == {"biounet": "probabilities"}
+    assert [name for name, _ in widget._image_layers()] == ["blobs"]
+    assert widget.image.value is image

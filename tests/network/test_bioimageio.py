@@ -15,7 +15,8 @@ pytest.importorskip("bioimageio.spec", reason="needs the bioimageio extra (the d
 from biounet import BiounetError
 from biounet.cli import main
 from biounet.inference.segmentation import predict
-from biounet.network.bioimageio import export_bioimageio, sample_image
+from biounet.io.units import PixelSize
+from biounet.network.bioimageio import export_bioimageio, package_pixel_size, sample_image
 from biounet.network.checkpoint import save_checkpoint
 from biounet.network.normalize import Normalization
 from biounet.network.unet import UNet, UNetConfig, load_model
@@ -27,9 +28,8 @@ def package(tmp_path_factory):
     model = UNet(UNetConfig(features=4), Normalization("fixed", 10.0, 250.0)).eval()
     folder = tmp_path_factory.mktemp("bio")
     save_checkpoint(folder / "m.pt", model)
-    r = CliRunner().invoke(
-        main, ["export-bioimageio", "--model", str(folder / "m.pt"), "-o", str(folder / "m.zip")]
-    )
+    args = ["--model", str(folder / "m.pt"), "-o", str(folder / "m.zip"), "--pixel-size", "4nm"]
+    r = CliRunner().invoke(main, ["export-bioimageio", *args])
     assert r.exit_code == 0, r.output
     return model, folder
 
@@ -60,6 +60,36 @@ def test_description_states_sizes_processing_and_citation(package):
     assert rdf["license"] == "BSD-3-Clause" and rdf["covers"] and rdf["documentation"]
 
 
+def test_space_axes_have_the_training_pixel_size(package):
+    _, folder = package
+    rdf = _rdf(folder / "m.zip")
+    for tensor in (rdf["inputs"][0], rdf["outputs"][0]):
+        space = [a for a in tensor["axes"] if a["type"] == "space"]
+        assert [(a["id"], a["unit"], a["scale"]) for a in space] == [
+            ("y", "nanometer", 4.0),
+            ("x", "nanometer", 4.0),
+        ]
+    with zipfile.ZipFile(folder / "m.zip") as zf:
+        readme = zf.read("README.md").decode()
+    assert "Pixel size of the training data: 4 nm" in readme
+    assert "pypi.org" not in readme
+
+
+def test_package_pixel_size_sources(tmp_path):
+    assert package_pixel_size("0.5", None, "m.pt") == PixelSize(0.5, 0.5, None, "µm")
+    assert package_pixel_size(None, None, None) == PixelSize(4.0, 4.0, 50.0, "nm")  # bundled
+    assert package_pixel_size(None, None, "m.pt") is None  # a checkpoint of unknown data
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((8, 8), np.uint8), resolution=(2, 2),
+                     resolutionunit=5)  # fmt: skip
+    assert package_pixel_size(None, tmp_path / "s.tif", "m.pt") == PixelSize(0.5, 0.5, None, "µm")
+    tifffile.imwrite(tmp_path / "n.tif", np.zeros((8, 8), np.uint8))
+    assert package_pixel_size(None, tmp_path / "n.tif", "m.pt") is None
+    # the bundled model's training data wins over a sample's size
+    assert package_pixel_size(None, tmp_path / "s.tif", None).unit == "nm"
+    with pytest.raises(BiounetError, match="--pixel-size 4pt: unknown unit"):
+        package_pixel_size("4pt")
+
+
 def test_test_tensors_are_the_models_probabilities(package):
     model, folder = package
     rdf = _rdf(folder / "m.zip")
@@ -84,7 +114,7 @@ def test_load_model_reads_the_package(package, tmp_path):
     r = CliRunner().invoke(
         main,
         ["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / "p.tif"), "--model",
-         str(folder / "m.zip"), "--output", "probabilities", "--device", "cpu"],
+         str(folder / "m.zip"), "--kind", "probabilities", "--device", "cpu"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(

@@ -31,11 +31,11 @@ def test_predict_uses_the_bundled_model_by_default(tmp_path):
     sample = Path(__file__).resolve().parents[2] / "sample_data" / "em_synthetic.tif"
     out_default, out_explicit = tmp_path / "a.tif", tmp_path / "b.tif"
     runner = CliRunner()
-    r = runner.invoke(main, ["predict", str(sample), "-o", str(out_default), "--output", "mask"])
+    r = runner.invoke(main, ["predict", str(sample), "-o", str(out_default), "--kind", "mask"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(
         main,
-        ["predict", str(sample), "-o", str(out_explicit), "--output", "mask"]
+        ["predict", str(sample), "-o", str(out_explicit), "--kind", "mask"]
         + ["--model", str(BUNDLED)],
     )
     assert r.exit_code == 0, r.output

@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from biounet.errors import BiounetError
+from biounet.io.units import PixelSize
 
 BUNDLED = Path(__file__).with_name("isbi2012.pt")
+
+#: The pixel size of the bundled model's training data, ISBI 2012 (4 x 4 x 50 nm voxels).
+TRAINING_PIXEL_SIZE = PixelSize(4.0, 4.0, 50.0, "nm")
 
 
 def default_model_path() -> Path:
