@@ -106,3 +106,16 @@ def test_cuda_tiled_prediction_matches_the_whole_image_on_the_cpu(rng, precision
     tiled = predict(image, model, window=124, runtime=make_runtime("cuda", precision))
     assert tiled.shape == (1, *whole.shape)
     assert np.abs(tiled[0] - whole).max() < tol  # TF32 / bf16 arithmetic, no seams
+
+
+def test_the_predictor_leaves_the_callers_model_as_it_was(net):
+    """Predictor works on its own copy: mode, dtype, memory format and weights stay."""
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    pred = Predictor(net, dtype=torch.float64)
+    assert net.training and not pred.model.training
+    assert next(net.parameters()).dtype == torch.float32
+    assert next(pred.model.parameters()).dtype == torch.float64
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert pred.read_spec(tile_spec(116, depth=3)) == tile_spec(116, depth=3)  # no state kept
+    net.eval()
