@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import Command
 
-@click.command("export-bioimageio")
+
+@click.command("export-bioimageio", cls=Command, files=("model_path", "sample"))
 @click.option(
     "--model",
     "model_path",

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import Command, Number
 from biounet.inference.instances import InstanceOptions
 from biounet.io.write import COMPRESSIONS
+from biounet.limits import MAX_BATCH, MAX_INPUT_SIZE, host_memory_mib, max_workers
 from biounet.options import (
     INSTANCE_METHODS,
     OUTPUT_FORMATS,
@@ -22,7 +24,12 @@ from biounet.options import (
 OUTPUT = OutputOptions()
 
 
-@click.command("predict")
+@click.command(
+    "predict",
+    cls=Command,
+    files=("inputs",),
+    memory_hint="a smaller --window or --batch-size, or a lower --memory",
+)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -55,7 +62,7 @@ OUTPUT = OutputOptions()
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=Number(float, 0, 1),
     default=None,
     help="Foreground is probability > threshold (mask and labels) [default: the threshold "
     "calibrated in training and stored in the model; 0.5 for older models].",
@@ -69,14 +76,14 @@ OUTPUT = OutputOptions()
 )
 @click.option(
     "--seed-threshold",
-    type=float,
+    type=Number(float, 0, 1),
     default=OUTPUT.instances.seed_threshold,
     show_default=True,
     help="Watershed seeds: probability > this.",
 )
 @click.option(
     "--min-size",
-    type=int,
+    type=Number(int, 0),
     default=None,
     help="Remove objects smaller than this many pixels [default: the model's calibrated "
     "size; 0 for older models].",
@@ -93,17 +100,21 @@ OUTPUT = OutputOptions()
     "--window",
     "--tile-size",
     "window",
-    type=int,
+    type=Number(int, 1, MAX_INPUT_SIZE),
     help="Network input per tile, the window read around each output tile (a valid "
     "size, see 'biounet summary'). Default: the largest that fits --memory.",
 )
 @click.option(
-    "--batch-size", type=int, default=1, show_default=True, help="Tiles per forward pass."
+    "--batch-size",
+    type=Number(int, 1, MAX_BATCH),
+    default=1,
+    show_default=True,
+    help="Tiles per forward pass.",
 )
 @click.option(
     "--memory",
     "memory_mib",
-    type=int,
+    type=Number(int, 1, host_memory_mib, why="the memory of this machine"),
     help="Activation memory budget in MiB for the default tile size "
     "[default: 768 on the CPU, half the free memory on CUDA].",
 )
@@ -136,7 +147,7 @@ OUTPUT = OutputOptions()
 )
 @click.option(
     "--workers",
-    type=int,
+    type=Number(int, 1, max_workers, why="the CPU cores of this machine"),
     help="Predict with a local Dask cluster of N worker "
     "processes (started and stopped by biounet).",
 )
@@ -196,8 +207,6 @@ def command(
     from biounet.inference.files import predict_files
     from biounet.network.unet import load_model
 
-    if workers is not None and workers < 1:
-        raise BiounetError(f"--workers {workers}: must be at least 1")
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
     rule = model.decision

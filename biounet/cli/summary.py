@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import click
 
+from biounet.cli.parse import Command, Number
 from biounet.errors import BiounetError
+from biounet.limits import MAX_FEATURES, MAX_INPUT_SIZE
 from biounet.options import FLAVOURS, PADDINGS
 
 
-@click.command("summary")
+@click.command("summary", cls=Command)
 @click.option(
     "--input-size",
-    type=int,
+    type=Number(int, 1, MAX_INPUT_SIZE),
     default=572,
     show_default=True,
     help="Square input tile size in pixels.",
 )
 @click.option(
     "--features",
-    type=int,
+    type=Number(int, 1, MAX_FEATURES),
     default=64,
     show_default=True,
     help="Channels of the first level (doubles per level).",
 )
-@click.option("--depth", type=int, default=4, show_default=True, help="Number of poolings.")
+@click.option(
+    "--depth", type=Number(int, 1), default=4, show_default=True, help="Number of poolings."
+)
 @click.option(
     "--padding",
     type=click.Choice(PADDINGS),
@@ -38,8 +42,8 @@ from biounet.options import FLAVOURS, PADDINGS
     show_default=True,
     help="release: the authors' Caffe network (phseg_v5).",
 )
-@click.option("--in-channels", type=int, default=1, show_default=True)
-@click.option("--classes", "n_classes", type=int, default=2, show_default=True)
+@click.option("--in-channels", type=Number(int, 1), default=1, show_default=True)
+@click.option("--classes", "n_classes", type=Number(int, 2), default=2, show_default=True)
 def command(
     input_size: int,
     features: int,

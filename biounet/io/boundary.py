@@ -70,9 +70,7 @@ def overlap(output: str | Path, source: str | Path) -> str | None:
     return None
 
 
-def check_outputs(
-    outputs: Iterable[str | Path], inputs: Iterable[str | Path | None]
-) -> None:
+def check_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | None]) -> None:
     """Refuse any output that is, holds or lies inside one of `inputs`.
 
     Raises
@@ -95,6 +93,5 @@ def check_outputs(
                 )
             if kind == "inside":
                 raise BiounetError(
-                    f"{output}: is inside {source}, an input of this command; "
-                    "choose another output"
+                    f"{output}: is inside {source}, an input of this command; choose another output"
                 )
