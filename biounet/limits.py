@@ -17,6 +17,9 @@ import os
 MAX_SEED = 2**63 - 1
 #: Tiles per step or per forward pass.
 MAX_BATCH = 1024
+#: Worker processes a training config may ask for (the command line also
+#: caps them at the CPU cores).
+MAX_WORKERS = 256
 #: Network input tile, px (training, augmentation, summary).
 MAX_INPUT_SIZE = 16384
 #: Channels of the first level.

@@ -74,5 +74,6 @@ def command(
         authors=authors or ("biounet contributors",),
         license=license_id,
         overwrite=overwrite,
+        inputs=(model_path, sample),
     )
     click.echo(f"wrote {path} (check it with: bioimageio test {path})")

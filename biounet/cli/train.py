@@ -54,7 +54,7 @@ from biounet.training.schedule import LR_SCHEDULES
     "config_path",
     type=click.Path(path_type=Path),
     help="YAML file with training options (see docs/training.md); command-line "
-    "options override it.",
+    "options override it. With --resume: instead of the run's config.yaml.",
 )
 @click.option("--val-images", help="Held-out validation images.")
 @click.option("--val-labels", help="Their labels.")
@@ -148,6 +148,12 @@ from biounet.training.schedule import LR_SCHEDULES
     "bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out folder.")
+@click.option(
+    "--accept-changes",
+    is_flag=True,
+    help="With --resume: continue although the settings differ from those saved in "
+    "latest.pt (an edited config.yaml, --config or options); the changes are logged.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(
     images,
@@ -184,6 +190,7 @@ def command(
     device,
     precision,
     overwrite,
+    accept_changes,
     progress,
 ) -> None:
     """Train a U-Net on labelled images (Ronneberger et al. 2015, Sec. 3).
@@ -209,11 +216,21 @@ def command(
 
     if (out is None) == (resume is None):
         raise BiounetError("give either --out RUN_DIR for a new run or --resume RUN_DIR")
+    if resume is not None and overwrite:
+        raise BiounetError(
+            f"--overwrite: a resumed run continues its record in {resume}; to start over, "
+            f"give --out {resume} --overwrite instead of --resume"
+        )
+    if resume is None and accept_changes:
+        raise BiounetError("--accept-changes: only with --resume RUN_DIR")
+    ddp.check_launch()
     run_dir = resume or out
-    if resume is not None:
+    if config_path is not None:
+        config = load_config(config_path)
+    elif resume is not None:
         config = run_config(resume)
     else:
-        config = load_config(config_path) if config_path else TrainConfig()
+        config = TrainConfig()
     try:
         config = apply_overrides(
             config,
@@ -256,6 +273,8 @@ def command(
             resume=resume is not None,
             overwrite=overwrite,
             progress=progress,
+            accept_changes=accept_changes,
+            inputs=(config_path,) if config_path is not None else (),
         )
     finally:
         ddp.teardown()

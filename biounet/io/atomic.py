@@ -213,13 +213,41 @@ def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
         errno.EDQUOT: " (free some space, then run again)",
         errno.EROFS: " (write somewhere else)",
         errno.EACCES: " (write somewhere else, or change the permissions)",
+        errno.EIO: " (check the disk and free some space, then run again)",
     }.get(code or 0, "")
     return f"{name}: {reason}{hint}" if name is not None else f"{reason}{hint}"
+
+
+#: What torch's writers put in the RuntimeError of a failed write (full disk, I/O error).
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "file write failed", "unexpected pos")
+
+
+def write_failure(exc: RuntimeError, path: str | Path) -> BaseException:
+    """A :class:`WriteError` naming `path` for torch's RuntimeError of a failed write.
+
+    ``torch.save`` and TorchScript's ``save`` report a full disk as a
+    RuntimeError ("PytorchStreamWriter failed writing file data/0: file
+    write failed"), not an OSError. Other RuntimeErrors come back as they are.
+
+    Examples
+    --------
+    >>> e = write_failure(RuntimeError("PytorchStreamWriter failed writing file"), "/x/a.pt")
+    >>> type(e).__name__, str(e).startswith("/x/a.pt: ")
+    ('WriteError', True)
+    >>> type(write_failure(RuntimeError("size mismatch"), "a.pt")).__name__
+    'RuntimeError'
+    """
+    if not any(phrase in str(exc) for phrase in _TORCH_WRITE_FAILURES):
+        return exc
+    code = errno.ENOSPC if _nearly_full(Path(path)) else errno.EIO
+    return WriteError(os_error_message(OSError(code, os.strerror(code)), path))
 
 
 def _nearly_full(path: Path) -> bool:
     """Whether the file system of `path` has less than 1 MiB free."""
     folder = path if path.is_dir() else path.parent
+    while str(folder) not in ("", ".") and not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # a file in a folder not made yet: its file system
     try:
         return shutil.disk_usage(folder if str(folder) else ".").free < 2**20
     except OSError:

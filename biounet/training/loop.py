@@ -484,21 +484,30 @@ def _restore(
         raise BiounetError(f"{run_dir}: no {LATEST} to resume from")
     ckpt = load_checkpoint(path)
     state = ckpt.get("train_state")
-    if not state:
+    if not isinstance(state, dict) or not state:
         raise BiounetError(f"{path}: holds no training state")
-    averaged = ckpt["model_state"] if "raw_model" in state else None
+    averaged = ckpt.get("model_state") if "raw_model" in state else None
     try:
-        model.load_state_dict(state.get("raw_model", ckpt["model_state"]))
+        model.load_state_dict(state.get("raw_model", ckpt.get("model_state")))
     except RuntimeError as exc:
         raise BiounetError(
             f"{path}: does not fit this run's model ({first_mismatch(exc)})"
         ) from None
-    model.decision = DecisionRule(**ckpt.get("decision", {}))
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), dict(state["best"]), averaged
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise BiounetError(f"{path}: damaged training state (weights: {exc})") from None
+    try:
+        model.decision = DecisionRule(**ckpt.get("decision", {}))
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), dict(state["best"]), averaged
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise BiounetError(
+            f"{path}: damaged training state ({type(exc).__name__}: {reason}); "
+            "it cannot be resumed, start again with --out"
+        ) from None
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
