@@ -36,6 +36,10 @@ def parse_crop(text: str | None):
             raise ValueError
     except ValueError:
         raise BiounetError(f"--crop {text}: use ROW0:ROW1,COL0:COL1, e.g. 0:256,0:256") from None
+    if min(*rows, *cols) < 0 or rows[0] >= rows[1] or cols[0] >= cols[1]:
+        raise BiounetError(
+            f"--crop {text}: need 0 <= ROW0 < ROW1 and 0 <= COL0 < COL1 (an empty region)"
+        )
     return slice(*rows), slice(*cols)
 
 

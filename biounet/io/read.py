@@ -226,7 +226,8 @@ def _check_extent(tif: Any, path: Path) -> None:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
             raise BiounetError(f"{path}: the file is truncated (image data ends past its end)")
-        claimed = int(np.prod(page.shape, dtype=np.float64) * np.dtype(page.dtype).itemsize)
+        bits = getattr(page, "bitspersample", 0) or 8 * np.dtype(page.dtype).itemsize
+        claimed = int(np.prod(page.shape, dtype=np.float64) * bits // 8)  # 1-bit: 1/8 byte
         stored = int(sum(counts)) if offsets else 0
         ratio = MAX_COMPRESSION.get(int(page.compression), _ANY_CODEC)
         if claimed > stored * ratio:
@@ -545,6 +546,8 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
     except Exception as exc:  # any reader failure is the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BiounetError(f"{path}: not a readable image ({reason})") from None
+    if array.dtype == bool:  # a 1-bit (bilevel) image: 0 and 1
+        array = array.astype(np.uint8)
     if array.dtype == object or array.size == 0 or array.ndim < 2:
         raise BiounetError(f"{path}: not a readable image (shape {array.shape})")
     if array.dtype.kind not in "biuf":

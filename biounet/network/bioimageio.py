@@ -248,7 +248,8 @@ def export_bioimageio(
             "export-bioimageio needs bioimageio.spec: pip install 'biounet[bioimageio]'"
         ) from None
     output = Path(output)
-    check_writable(output, overwrite=overwrite, inputs=[p for p in inputs if p is not None])
+    sources = [Path(p) for p in inputs if p is not None]
+    check_writable(output, overwrite=overwrite, inputs=sources)
     check_description(name, authors, license, bio)
     cfg = model.config
     if cfg.in_channels != 1:
@@ -384,7 +385,7 @@ def export_bioimageio(
                 }
             },
         )
-        with atomic_output(output, overwrite=overwrite, inputs=inputs) as dest:
+        with atomic_output(output, overwrite=overwrite, inputs=sources) as dest:
             if output.suffix.lower() == ".zip":
                 save_bioimageio_package(descr, output_path=dest)
             else:

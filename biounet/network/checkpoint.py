@@ -222,11 +222,13 @@ def _file_references(rdf: dict) -> list[tuple[str, Any]]:
         for tensor in rdf.get(key) or []:
             if isinstance(tensor, dict) and isinstance(tensor.get("test_tensor"), dict):
                 refs.append(("test tensor", tensor["test_tensor"].get("source")))
-    if isinstance(rdf.get("documentation"), str):
-        refs.append(("documentation", rdf["documentation"]))
+    documentation = rdf.get("documentation")
+    if documentation is not None:
+        refs.append(("documentation", documentation))
     for cover in rdf.get("covers") or []:
         refs.append(("cover", cover))
-    return refs
+    # a file reference is a name, or (spec 0.5) a mapping with its source and sha256
+    return [(what, ref.get("source") if isinstance(ref, dict) else ref) for what, ref in refs]
 
 
 def load_bioimageio_package(path: Path, *, map_location: str | torch.device = "cpu") -> dict:

@@ -271,9 +271,14 @@ def load_config(path: str | Path) -> TrainConfig:
 
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise BiounetError(
+            f"{path}: cannot read the config (not UTF-8 text: byte {exc.start})"
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
-        raise BiounetError(f"{path}: cannot read the config ({exc})") from None
+        reason = " ".join(str(exc).split())[:200]
+        raise BiounetError(f"{path}: cannot read the config ({reason})") from None
     if not isinstance(values, dict):
         raise BiounetError(f"{path}: a config must be a mapping of options")
     try:

@@ -244,19 +244,21 @@ def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) 
     return created
 
 
-def discard_unstarted(run_dir: Path, created: bool) -> None:
+def discard_unstarted(run_dir: Path, created: bool, *, fresh: bool | None = None) -> None:
     """Remove the record of a new run that failed before its first checkpoint.
 
     Such a run has nothing to resume from; removing it lets the corrected
-    command start in the same folder. The folder itself goes if this run
-    created it and nothing else is in it.
+    command start in the same folder. Its weight-map cache goes too if the
+    folder was `fresh` (made by this run, or empty before it: the cache is
+    then this run's own; default: `created`). The folder itself goes if this
+    run created it and nothing else is in it.
     """
     if (run_dir / LATEST).exists():
         return
     for name in RECORD:
         with contextlib.suppress(OSError):
             (run_dir / name).unlink(missing_ok=True)
-    if created:
+    if created if fresh is None else fresh:
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
         with contextlib.suppress(OSError):
             run_dir.rmdir()

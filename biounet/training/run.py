@@ -156,6 +156,7 @@ def run_training(
         check_new_run(run_dir, overwrite=overwrite)
     data = load_data(config)  # the inputs are checked before the run folder appears
     created = False
+    fresh = not run_dir.is_dir() or not any(run_dir.iterdir())  # nothing here is someone's
     if ddp.rank() == 0:
         if not resume:
             created = prepare_run(config, run_dir, overwrite=overwrite)
@@ -173,7 +174,7 @@ def run_training(
             )
     except BaseException as exc:
         if not resume and ddp.rank() == 0:
-            discard_unstarted(run_dir, created)
+            discard_unstarted(run_dir, created, fresh=fresh)
         if isinstance(exc, KeyboardInterrupt):
             raise TrainingInterrupted(interrupted_message(run_dir)) from None
         if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
