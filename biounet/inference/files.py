@@ -32,6 +32,7 @@ from biounet.inference.predictor import Predictor, plan_tiles
 from biounet.inference.progress import Progress, TileProgress
 from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
 from biounet.io.atomic import atomic_output, check_writable, os_error_message, scratch_folder
+from biounet.io.boundary import check_outputs
 from biounet.io.read import ImageSource, check_finite, open_image
 from biounet.io.write import Layout, write_tiles
 from biounet.network.unet import UNet
@@ -393,6 +394,7 @@ def predict_files(
     tiles = tiles or TileOptions()
     files = input_files(inputs)
     out = Path(out)
+    check_outputs([out], [*inputs, *files])  # nor inside an input folder
     targets = output_paths(files, out, output.kind, fmt)
     folder = None if targets == [out] else out
     _preflight(files, targets, folder, model, tiles, axes, overwrite, preview)

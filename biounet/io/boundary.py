@@ -35,18 +35,6 @@ def real(path: str | Path) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
-def resolve_inputs(paths: Iterable[str | Path | None]) -> list[Path]:
-    """The real paths of the inputs that are given (None left out), in order, once each."""
-    out: list[Path] = []
-    for path in paths:
-        if path is None or str(path) == "":
-            continue
-        resolved = real(path)
-        if resolved not in out:
-            out.append(resolved)
-    return out
-
-
 def overlap(output: str | Path, source: str | Path) -> str | None:
     """How `output` overlaps the input `source`: ``'is'``, ``'holds'``, ``'inside'`` or None.
 

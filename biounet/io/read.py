@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, working_on
 
 #: Input dtypes the network accepts after normalisation.
 SUPPORTED_DTYPES = (
@@ -168,7 +168,8 @@ class ImageSource:
                 key.append(slice(None))
             else:
                 key.append(int(index[a]))
-        block = np.asarray(self.data[tuple(key)])
+        with working_on(self.path or "<array>"):  # out of memory: name the file
+            block = np.asarray(self.data[tuple(key)])
         kept = [a for a in self.axes if a in "CSYX"]
         if self.channel_letter is None:
             return block[np.newaxis] if kept == ["Y", "X"] else block.T[np.newaxis]
@@ -236,6 +237,34 @@ def _check_extent(tif: Any, path: Path) -> None:
                 f"{path}: the header claims {dims} pixels ({claimed:,} bytes) but the file "
                 f"stores only {stored:,} bytes for them; the file is damaged"
             )
+        _check_segments(page, path, bits, ratio)
+
+
+def _check_segments(page: Any, path: Path, bits: int, ratio: int) -> None:
+    """Refuse a tile (or strip) whose decoded size its stored bytes cannot hold.
+
+    A header may claim small image dimensions but tiles of 65520 x 65520
+    pixels: each tile is decoded into a buffer of its full size, gigabytes
+    for a few stored bytes.
+    """
+    if not page.dataoffsets:
+        return
+    samples = page.samplesperpixel if page.planarconfig == 1 else 1  # 1: contiguous
+    if page.is_tiled:
+        depth = max(1, getattr(page, "tiledepth", 1) or 1)
+        pixels, what = page.tilelength * page.tilewidth * depth, "tiles"
+        dims = f"{page.tilewidth}x{page.tilelength}"
+    else:
+        rows = min(page.rowsperstrip or page.imagelength, page.imagelength)
+        pixels, what = rows * page.imagewidth, "strips"
+        dims = f"{page.imagewidth}x{rows}"
+    segment = int(pixels) * samples * bits // 8
+    largest = max(page.databytecounts)
+    if largest and segment > largest * ratio:
+        raise BiounetError(
+            f"{path}: the header claims {what} of {dims} pixels ({segment:,} bytes each) but "
+            f"stores at most {largest:,} bytes for one; the file is damaged"
+        )
 
 
 def check_finite(source: ImageSource, *, band_pixels: int = 2**22) -> None:

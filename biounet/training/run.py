@@ -17,7 +17,7 @@ from pathlib import Path
 from biounet.device import Runtime
 from biounet.errors import BiounetError
 from biounet.io.atomic import WriteError, atomic_output, os_error_message
-from biounet.io.boundary import check_outputs, resolve_inputs
+from biounet.io.boundary import check_outputs
 from biounet.network.checkpoint import load_checkpoint
 from biounet.signals import terminate_as_interrupt
 from biounet.training import ddp
@@ -73,9 +73,9 @@ def saved_config(run_dir: str | Path) -> TrainConfig:
 
 
 def data_inputs(config: TrainConfig) -> list[Path]:
-    """The real paths of a run's data (images, labels, validation pairs)."""
+    """The files and folders of a run's data (images, labels, validation pairs), as given."""
     d = config.data
-    return resolve_inputs([d.images, d.labels, d.val_images, d.val_labels])
+    return [Path(p) for p in (d.images, d.labels, d.val_images, d.val_labels) if p]
 
 
 def check_run_boundary(
@@ -94,7 +94,7 @@ def check_run_boundary(
     must not hold the data or an extra input such as a ``--config`` file.
     """
     run_dir = Path(run_dir)
-    sources = [*resolve_inputs(inputs), *data_inputs(config)]
+    sources = [*(Path(p) for p in inputs if p), *data_inputs(config)]  # compared as real paths
     if resume:
         check_outputs([run_dir / name for name in (*RECORD, "cache")], sources)
     else:

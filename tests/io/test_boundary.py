@@ -5,7 +5,7 @@ import os
 import pytest
 
 from biounet.errors import BiounetError
-from biounet.io.boundary import check_outputs, overlap, real, resolve_inputs
+from biounet.io.boundary import check_outputs, overlap
 
 
 def test_overlap_kinds(tmp_path):
@@ -35,10 +35,3 @@ def test_check_outputs_names_the_output_and_the_input(tmp_path):
         f"{tmp_path}: holds an input of this command ({image}); choose another output"
     )
     check_outputs([tmp_path / "out.tif"], [image, None, ""])
-
-
-def test_resolve_inputs_real_paths_once_each(tmp_path):
-    (tmp_path / "a.tif").write_text("x")
-    (tmp_path / "l.tif").symlink_to(tmp_path / "a.tif")
-    got = resolve_inputs([tmp_path / "a.tif", None, tmp_path / "l.tif", tmp_path / "x" / ".."])
-    assert got == [real(tmp_path / "a.tif"), real(tmp_path)]
