@@ -260,6 +260,7 @@ def discard_unstarted(run_dir: Path, created: bool, *, fresh: bool | None = None
             (run_dir / name).unlink(missing_ok=True)
     if created if fresh is None else fresh:
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    if created:
         with contextlib.suppress(OSError):
             run_dir.rmdir()
 
