@@ -33,9 +33,9 @@ class OutOfMemory(BiounetError):
     adds what to try, naming only options the command has.
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"{path}: out of memory")
-        self.path = path
+    def __init__(self, path: str, note: str = "") -> None:
+        super().__init__(f"{path}: out of memory{note}")
+        self.path, self.note = path, note
 
 
 #: Phrases of torch's RuntimeError when an allocation fails (CUDA, the CPU allocator).
@@ -62,7 +62,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def working_on(path: str | os.PathLike) -> Iterator[None]:
-    """Turn an allocation failure inside the block into :class:`OutOfMemory` naming `path`."""
+    """Turn an allocation failure inside the block into :class:`OutOfMemory` naming `path`.
+
+    Examples
+    --------
+    >>> with working_on("big.tif"):
+    ...     raise MemoryError
+    Traceback (most recent call last):
+    ...
+    biounet.errors.OutOfMemory: big.tif: out of memory
+    """
     try:
         yield
     except (MemoryError, RuntimeError) as exc:

@@ -46,15 +46,17 @@ def one_line(message: str) -> str:
 _HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
-def _memory_message(ctx: click.Context, path: str | None) -> str:
+def _memory_message(ctx: click.Context, path: str | None, note: str = "") -> str:
     """``<file>: out of memory; try <this command's options>``."""
     command = ctx.meta.get("biounet.command")
     params = ctx.meta.get("biounet.params", {})
     name = path or (command.input_names(params) if command is not None else "")
     name = name or ctx.invoked_subcommand or "biounet"
     hint = getattr(command, "memory_hint", "")
-    return f"{name}: out of memory; " + (
-        f"try {hint}" if hint else "close other programs or use a machine with more memory"
+    return (
+        f"{name}: out of memory; "
+        + (f"try {hint}" if hint else "close other programs or use a machine with more memory")
+        + note
     )
 
 
@@ -78,7 +80,7 @@ class _Group(click.Group):
                 raise
             raise click.ClickException(usage_message(exc)) from None
         except OutOfMemory as exc:
-            raise click.ClickException(_memory_message(ctx, exc.path)) from None
+            raise click.ClickException(_memory_message(ctx, exc.path, exc.note)) from None
         except BiounetError as exc:
             raise click.ClickException(one_line(str(exc))) from None
         except (MemoryError, RuntimeError) as exc:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, OutOfMemory, is_out_of_memory
 from biounet.io.atomic import WriteError, atomic_output, os_error_message
 from biounet.io.boundary import check_outputs
 from biounet.network.checkpoint import load_checkpoint
@@ -181,6 +181,8 @@ def run_training(
             raise BiounetError(os_error_message(exc, run_dir) + _continue(run_dir)) from None
         if isinstance(exc, WriteError):  # the same, met while writing a checkpoint or plot
             raise BiounetError(str(exc) + _continue(run_dir)) from None
+        if is_out_of_memory(exc):  # MemoryError, torch's "out of memory" RuntimeError
+            raise OutOfMemory(str(run_dir), _continue(run_dir)) from None
         raise
 
 
