@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.errors import BiounetError, working_on
+from biounet.errors import BiounetError, OutOfMemory, working_on
 
 #: Input dtypes the network accepts after normalisation.
 SUPPORTED_DTYPES = (
@@ -572,6 +572,8 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
                 array = np.asarray(tif.asarray())
     except BiounetError:
         raise
+    except MemoryError:
+        raise OutOfMemory(str(path)) from None
     except Exception as exc:  # any reader failure is the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BiounetError(f"{path}: not a readable image ({reason})") from None

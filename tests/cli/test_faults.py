@@ -384,3 +384,16 @@ def test_a_full_disk_as_torchs_runtime_error_during_training(files, tmp_path, mo
     _one_error_line(r, f"{run / 'latest.pt'}: {NO_SPACE}", "latest.pt holds step 1")
     assert load_checkpoint(run / "latest.pt")["train_state"]["step"] == 1
     assert not [n for n in _names(run) if "biounet-tmp" in n]
+
+
+def test_out_of_memory_reading_a_whole_file_names_it(files, tmp_path, monkeypatch):
+    import tifffile as tf
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(tf.TiffFile, "asarray", no_memory)
+    line = _one_error_line(_cli("evaluate", files / "small.tif", files / "small.tif"))
+    assert line == (
+        f"Error: {files / 'small.tif'}: out of memory; try fewer --metrics, or smaller images"
+    )
