@@ -205,8 +205,10 @@ def command(
     from biounet.device import make_runtime
     from biounet.errors import BiounetError
     from biounet.inference.files import predict_files
+    from biounet.io.boundary import check_outputs
     from biounet.network.unet import load_model
 
+    check_outputs([out], [model_path])  # the images are checked by predict_files
     runtime = make_runtime(device, precision)
     model = load_model(model_path)
     rule = model.decision

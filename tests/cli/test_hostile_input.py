@@ -549,3 +549,17 @@ def test_os_errors_are_one_line(tmp_path):
         == f"{tmp_path / 'x'}: permission denied (write somewhere else, or change the permissions)"
     )
     assert os.linesep not in message
+
+
+def test_predict_refuses_an_output_folder_that_holds_its_model(world_template, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(world_template, root, symlinks=True)
+    (root / "res").mkdir()
+    shutil.copy(root / "model.pt", root / "res" / "model.pt")
+    before = _state(root)
+    result = CliRunner().invoke(
+        main, ["-q", "predict", str(root / "img.tif"), "-o", str(root / "res"),
+               "--model", str(root / "res" / "model.pt"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "res: holds an input of this command" in result.stderr
+    assert _state(root) == before
