@@ -227,7 +227,8 @@ def _check_extent(tif: Any, path: Path) -> None:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
             raise BiounetError(f"{path}: the file is truncated (image data ends past its end)")
-        bits = getattr(page, "bitspersample", 0) or 8 * np.dtype(page.dtype).itemsize
+        key = getattr(page, "keyframe", None) or page  # a TiffFrame shares its keyframe's tags
+        bits = getattr(key, "bitspersample", 0) or 8 * np.dtype(page.dtype).itemsize
         claimed = int(np.prod(page.shape, dtype=np.float64) * bits // 8)  # 1-bit: 1/8 byte
         stored = int(sum(counts)) if offsets else 0
         ratio = MAX_COMPRESSION.get(int(page.compression), _ANY_CODEC)
@@ -237,17 +238,18 @@ def _check_extent(tif: Any, path: Path) -> None:
                 f"{path}: the header claims {dims} pixels ({claimed:,} bytes) but the file "
                 f"stores only {stored:,} bytes for them; the file is damaged"
             )
-        _check_segments(page, path, bits, ratio)
+        _check_segments(key, page.databytecounts, path, bits, ratio)
 
 
-def _check_segments(page: Any, path: Path, bits: int, ratio: int) -> None:
+def _check_segments(page: Any, counts: Any, path: Path, bits: int, ratio: int) -> None:
     """Refuse a tile (or strip) whose decoded size its stored bytes cannot hold.
 
     A header may claim small image dimensions but tiles of 65520 x 65520
     pixels: each tile is decoded into a buffer of its full size, gigabytes
-    for a few stored bytes.
+    for a few stored bytes. `page` holds the tags (a keyframe), `counts` the
+    stored bytes of each segment.
     """
-    if not page.dataoffsets:
+    if not counts:
         return
     samples = page.samplesperpixel if page.planarconfig == 1 else 1  # 1: contiguous
     if page.is_tiled:
@@ -259,7 +261,7 @@ def _check_segments(page: Any, path: Path, bits: int, ratio: int) -> None:
         pixels, what = rows * page.imagewidth, "strips"
         dims = f"{page.imagewidth}x{rows}"
     segment = int(pixels) * samples * bits // 8
-    largest = max(page.databytecounts)
+    largest = max(counts)
     if largest and segment > largest * ratio:
         raise BiounetError(
             f"{path}: the header claims {what} of {dims} pixels ({segment:,} bytes each) but "
