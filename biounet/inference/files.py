@@ -394,7 +394,7 @@ def predict_files(
     tiles = tiles or TileOptions()
     files = input_files(inputs)
     out = Path(out)
-    check_outputs([out], [*inputs, *files])  # nor inside an input folder
+    check_outputs([out], [*inputs, *files])  # nor an input folder, nor one holding it
     targets = output_paths(files, out, output.kind, fmt)
     folder = None if targets == [out] else out
     _preflight(files, targets, folder, model, tiles, axes, overwrite, preview)

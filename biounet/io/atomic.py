@@ -4,7 +4,7 @@ Every output (predictions, JSON, figures, weight maps, checkpoints, logs)
 goes through :func:`atomic_output`:
 
 - **Checked first.** :func:`check_writable` refuses, before any work, an
-  output that is one of the command's inputs (or holds one), an existing
+  output that is or holds one of the command's inputs, an existing
   output without ``--overwrite``, and a missing or read-only folder.
 - **Written under a temporary name** beside the final one, never in
   ``$TMPDIR``: ``.NAME.biounet-tmp-<host>-<pid>-<token>-<check>SUFFIX`` (the
@@ -266,8 +266,8 @@ def check_writable(
     overwrite : bool
         Whether an existing `path` may be replaced.
     inputs : iterable of path
-        The command's inputs: `path` must be none of them, hold none of them
-        and lie inside none of them (:func:`biounet.io.boundary.check_outputs`).
+        The command's inputs: `path` must be none of them and hold none of
+        them (:func:`biounet.io.boundary.check_outputs`).
 
     Raises
     ------

@@ -4,9 +4,14 @@ Every command resolves its inputs (real paths: links followed, ``..``
 removed) before it writes anything, and refuses, ``--overwrite`` or not, an
 output that
 
-- **is** one of its inputs (also through a link or a second hard link),
-- **holds** one (a folder output with an input inside it), or
-- **lies inside** an input folder (a model package, a folder of images).
+- **is** one of its inputs (also through a link or a second hard link), or
+- **holds** one (a folder output with an input inside it);
+
+and where writing inside an input folder would change what the command
+reads (a model package it exports, the data folder of a training run), an
+output that
+
+- **lies inside** an input folder (``inside=True``).
 
 :func:`check_outputs` is called by :func:`biounet.io.atomic.check_writable`,
 so every output written through :func:`biounet.io.atomic.atomic_output`
@@ -58,8 +63,10 @@ def overlap(output: str | Path, source: str | Path) -> str | None:
     return None
 
 
-def check_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | None]) -> None:
-    """Refuse any output that is, holds or lies inside one of `inputs`.
+def check_outputs(
+    outputs: Iterable[str | Path], inputs: Iterable[str | Path | None], *, inside: bool = False
+) -> None:
+    """Refuse any output that is or holds one of `inputs` (with `inside`: or lies inside one).
 
     Raises
     ------
@@ -79,7 +86,7 @@ def check_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | N
                 raise BiounetError(
                     f"{output}: holds an input of this command ({source}); choose another output"
                 )
-            if kind == "inside":
+            if kind == "inside" and inside:
                 raise BiounetError(
                     f"{output}: is inside {source}, an input of this command; choose another output"
                 )

@@ -31,6 +31,7 @@ from torch import nn
 from biounet import __version__
 from biounet.errors import BiounetError
 from biounet.io.atomic import atomic_output, check_writable, scratch_folder, write_failure
+from biounet.io.boundary import check_outputs
 from biounet.network import shapes
 from biounet.network.checkpoint import cpu_state
 from biounet.network.normalize import Normalization, normalize
@@ -249,6 +250,7 @@ def export_bioimageio(
         ) from None
     output = Path(output)
     sources = [Path(p) for p in inputs if p is not None]
+    check_outputs([output], sources, inside=True)  # nor inside the package it exports
     check_writable(output, overwrite=overwrite, inputs=sources)
     check_description(name, authors, license, bio)
     cfg = model.config

@@ -98,7 +98,7 @@ def check_run_boundary(
     if resume:
         check_outputs([run_dir / name for name in (*RECORD, "cache")], sources)
     else:
-        check_outputs([run_dir], sources)
+        check_outputs([run_dir], sources, inside=True)
 
 
 def run_training(

@@ -419,7 +419,7 @@ CASES = [
         (),
     ),
     ("predict-memory-huge", "predict img.tif -o o.tif --memory 10000000000", 1, "--memory", ()),
-    ("predict-into-input", "predict two -o two/res", 1, "two/res: is inside two", ()),
+    ("predict-into-input", "predict two -o two", 1, "two: is an input of this command", ()),
     ("predict-1bit", "predict bit.tif -o b.tif", 0, "", ("b.tif",)),
     ("predict-big-tile", "predict bigtile.tif -o o.tif", 1, "tiles of 65520x65520", ()),
     ("weights-sigma-inf", "weight-map gt.tif -o w.tif --sigma inf", 1, "--sigma inf: must", ()),

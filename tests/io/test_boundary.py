@@ -35,3 +35,6 @@ def test_check_outputs_names_the_output_and_the_input(tmp_path):
         f"{tmp_path}: holds an input of this command ({image}); choose another output"
     )
     check_outputs([tmp_path / "out.tif"], [image, None, ""])
+    check_outputs([tmp_path / "out.tif"], [tmp_path])  # inside an input folder: allowed
+    with pytest.raises(BiounetError, match="out.tif: is inside .*, an input of this command"):
+        check_outputs([tmp_path / "out.tif"], [tmp_path], inside=True)
