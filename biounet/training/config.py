@@ -31,6 +31,9 @@ from biounet.training.schedule import check_schedule
 from biounet.training.weight_map import WeightMapConfig
 
 AUGMENT_ON = ("auto", "workers", "device")
+#: The largest config file read (a config is a few kB; this keeps a device file or a
+#: huge file from being read whole).
+MAX_CONFIG_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,12 @@ def load_config(path: str | Path) -> TrainConfig:
     import yaml
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise BiounetError(f"{path}: cannot read the config (not a regular file)")
+    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+        raise BiounetError(
+            f"{path}: cannot read the config (more than {MAX_CONFIG_BYTES:,} bytes; not a config)"
+        )
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:

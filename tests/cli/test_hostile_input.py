@@ -380,6 +380,8 @@ CASES = [
     ),
     ("train-accept-new-run", "train --config good.yaml --out r --accept-changes", 1, "only", ()),
     ("train-yaml-latin1", "train --config latin1.yaml --out run", 1, "not UTF-8 text", ()),
+    ("train-yaml-device", "train --config /dev/zero --out run", 1, "not a regular file", ()),
+    ("train-yaml-folder", "train --config two --out run", 1, "two: cannot read the config", ()),
     ("train-yaml-seed-neg", "train --config seed_neg.yaml --out run", 1, "seed must be at", ()),
     (
         "train-yaml-workers",

@@ -121,3 +121,15 @@ def test_a_failed_start_keeps_someone_elses_cache(tmp_path, data):
     r = _train("--config", tmp_path / "bad.yaml", "--out", run, "--overwrite")
     assert r.exit_code == 1, r.output
     assert (run / "cache" / "theirs.npz").read_bytes() == b"a previous run's cache"
+
+
+def test_a_config_file_is_read_only_up_to_its_limit(tmp_path, monkeypatch):
+    import biounet.training.config as config
+    from biounet.training.config import load_config
+
+    (tmp_path / "big.yaml").write_text("lr: 0.01\n" + "#" * 100 + "\n")
+    monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 100)
+    with pytest.raises(BiounetError, match="more than 100 bytes; not a config"):
+        load_config(tmp_path / "big.yaml")
+    monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 200)
+    assert load_config(tmp_path / "big.yaml").lr == 0.01
