@@ -464,12 +464,17 @@ def detect_label_kind(
 
 
 def existing_image_file(path: str | Path) -> Path:
-    """`path` as a Path, or a one-line error if it is missing or a folder."""
+    """`path` as a Path, or a one-line error if it is missing, a folder or not a regular file.
+
+    A device (``/dev/zero``) or a FIFO would be read for ever.
+    """
     path = Path(path)
     if not path.exists():
         raise BiounetError(f"{path}: no such file")
     if path.is_dir():
         raise BiounetError(f"{path}: is a folder, not an image")
+    if not path.is_file():
+        raise BiounetError(f"{path}: not a regular file (a device or a pipe), not an image")
     return path
 
 
