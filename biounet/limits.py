@@ -31,7 +31,7 @@ MAX_ELASTIC_GRID = 64
 #: Standard deviation of the elastic displacements, px.
 MAX_ELASTIC_SIGMA = 1000.0
 #: Tiles in the figure of ``biounet augment``.
-MAX_AUGMENT_TILES = 64
+MAX_AUGMENT_TILES = 32
 #: Border width sigma and the border weight w0 of Eq. 2 (px, weight).
 MAX_SIGMA = 1000.0
 MAX_W0 = 1e6
