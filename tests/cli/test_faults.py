@@ -397,3 +397,28 @@ def test_out_of_memory_reading_a_whole_file_names_it(files, tmp_path, monkeypatc
     assert line == (
         f"Error: {files / 'small.tif'}: out of memory; try fewer --metrics, or smaller images"
     )
+
+
+def test_out_of_memory_anywhere_names_the_commands_inputs(files, tmp_path, monkeypatch):
+    """A MemoryError no library function attributed to a file: the command's own inputs."""
+    import biounet.viz.training_inputs as training_inputs
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(training_inputs, "weight_maps", no_memory)
+    labels = files / "cells_labels.tif"
+    line = _one_error_line(_cli("weight-map", labels, "-o", tmp_path / "w.tif"))
+    assert (
+        line
+        == f"Error: {labels}: out of memory; try smaller label images, or fewer planes at a time"
+    )
+    assert _names(tmp_path) == []
+    import biounet.network.summary as summary
+
+    monkeypatch.setattr(summary, "architecture_table", no_memory)
+    line = _one_error_line(_cli("summary"))
+    assert (
+        line
+        == "Error: summary: out of memory; close other programs or use a machine with more memory"
+    )
