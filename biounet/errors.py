@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 
 class BiounetError(Exception):
     """An error caused by the user's input, reported without a traceback.
@@ -47,3 +51,57 @@ class Terminated(KeyboardInterrupt):
     and then exits with SIGINT's status (-2) even after the command printed its
     one-line error and chose exit status 1.
     """
+
+
+class OutOfMemory(BiounetError):
+    """The host (or the GPU) ran out of memory while working on a file.
+
+    The message names the file (``"<file>: out of memory"``); the command line
+    adds what to try, naming only options the command has.
+    """
+
+    def __init__(self, path: str, note: str = "") -> None:
+        super().__init__(f"{path}: out of memory{note}")
+        self.path, self.note = path, note
+
+
+#: Phrases of torch's RuntimeError when an allocation fails (CUDA, the CPU allocator).
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "defaultcpuallocator")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` reports an allocation failure: MemoryError, or torch's RuntimeError.
+
+    Examples
+    --------
+    >>> is_out_of_memory(MemoryError()), is_out_of_memory(RuntimeError("CUDA out of memory."))
+    (True, True)
+    >>> is_out_of_memory(RuntimeError("size mismatch"))
+    False
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, RuntimeError):
+        text = str(exc).lower()
+        return any(phrase in text for phrase in _OOM_PHRASES)
+    return False
+
+
+@contextlib.contextmanager
+def working_on(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an allocation failure inside the block into :class:`OutOfMemory` naming `path`.
+
+    Examples
+    --------
+    >>> with working_on("big.tif"):
+    ...     raise MemoryError
+    Traceback (most recent call last):
+    ...
+    biounet.errors.OutOfMemory: big.tif: out of memory
+    """
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise OutOfMemory(str(path)) from None

@@ -114,7 +114,7 @@ def test_command_line_help_does_not_import_torch():
 #: The layers, lowest first: a module imports only from its own subpackage and lower
 #: layers (issue 21: no upward imports such as inference -> viz or options -> inference).
 LAYERS = [
-    {"biounet", "errors", "plain"},  # "biounet": the lazy top level (only __version__)
+    {"biounet", "errors", "plain", "limits"},  # "biounet": the lazy top level (__version__)
     {"signals", "io"},
     {"options"},
     {"device", "synthetic"},

@@ -8,7 +8,10 @@ expected failure is printed as one line, ``Error: <file or option>:
 - :class:`BiounetError`, the library's message for bad input;
 - :class:`OSError` (disk full, read-only file system, permissions, a file
   where a folder is needed), naming the file;
-- :class:`MemoryError`;
+- running out of memory (:class:`MemoryError`, torch's "out of memory"
+  RuntimeError), naming the file and what to try with this command's options;
+- usage errors (an unknown option, a value of the wrong type or out of its
+  range): also one line and exit status 1, not click's usage text and 2;
 - Ctrl-C and SIGTERM (which is turned into Ctrl-C while a command runs),
   after the library has removed its unfinished outputs.
 """
@@ -22,8 +25,8 @@ from pathlib import Path
 import click
 
 from biounet import __version__
-from biounet.cli.parse import option_message
-from biounet.errors import BiounetError, ParameterError
+from biounet.cli.parse import option_message, usage_message
+from biounet.errors import BiounetError, OutOfMemory, ParameterError, is_out_of_memory
 from biounet.io.atomic import os_error_message
 from biounet.signals import terminate_as_interrupt
 
@@ -40,22 +43,53 @@ def one_line(message: str) -> str:
     return lines[0] if lines else "failed"
 
 
+#: click's "show the help" for a bare ``biounet`` (click 8.2+): left as it is.
+_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _memory_message(ctx: click.Context, path: str | None, note: str = "") -> str:
+    """``<file>: out of memory; try <this command's options>``."""
+    command = ctx.meta.get("biounet.command")
+    params = ctx.meta.get("biounet.params", {})
+    name = path or (command.input_names(params) if command is not None else "")
+    name = name or ctx.invoked_subcommand or "biounet"
+    hint = getattr(command, "memory_hint", "")
+    return (
+        f"{name}: out of memory; "
+        + (f"try {hint}" if hint else "close other programs or use a machine with more memory")
+        + note
+    )
+
+
 class _Group(click.Group):
     """The error boundary: expected failures become one line and exit status 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if _HELP and isinstance(exc, _HELP):
+                raise
+            raise click.ClickException(usage_message(exc)) from None
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
             with terminate_as_interrupt():
                 return super().invoke(ctx)
+        except click.UsageError as exc:
+            if _HELP and isinstance(exc, _HELP):
+                raise
+            raise click.ClickException(usage_message(exc)) from None
+        except OutOfMemory as exc:
+            raise click.ClickException(_memory_message(ctx, exc.path, exc.note)) from None
         except ParameterError as exc:  # the library names a parameter; the user typed an option
             raise click.ClickException(one_line(option_message(exc))) from None
         except BiounetError as exc:
             raise click.ClickException(one_line(str(exc))) from None
-        except MemoryError:
-            name = ctx.invoked_subcommand or "biounet"
-            raise click.ClickException(
-                f"{name}: out of memory: try a smaller --window or --batch-size"
-            ) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise click.ClickException(_memory_message(ctx, None)) from None
         except OSError as exc:
             name = ctx.invoked_subcommand or "biounet"
             raise click.ClickException(one_line(os_error_message(exc, name))) from None

@@ -4,19 +4,50 @@ from __future__ import annotations
 
 import click
 
-from biounet.cli.parse import FOREGROUND, LABEL_KIND, parse_class_weights
+from biounet.cli.parse import FOREGROUND, LABEL_KIND, Command, Number, parse_class_weights
 from biounet.errors import BiounetError
+from biounet.limits import (
+    MAX_AUGMENT_TILES,
+    MAX_ELASTIC_GRID,
+    MAX_ELASTIC_SIGMA,
+    MAX_INPUT_SIZE,
+    MAX_SEED,
+    MAX_SIGMA,
+    MAX_W0,
+)
 from biounet.options import PADDINGS
 
 
-@click.command("augment")
+@click.command(
+    "augment",
+    cls=Command,
+    files=("images", "labels"),
+    memory_hint="a smaller --input-size or --n",
+)
 @click.argument("images", type=click.Path(path_type=str))
 @click.argument("labels", type=click.Path(path_type=str), required=False)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="PNG to write.")
-@click.option("--n", "n", type=int, default=8, show_default=True, help="Number of tiles.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--input-size", type=int, default=572, show_default=True, help="Input tile, px.")
-@click.option("--depth", type=int, default=4, show_default=True, help="Poolings of the network.")
+@click.option(
+    "--n",
+    "n",
+    type=Number(int, 1, MAX_AUGMENT_TILES),
+    default=8,
+    show_default=True,
+    help="Number of tiles.",
+)
+@click.option(
+    "--seed", type=Number(int, 0, MAX_SEED), default=0, show_default=True, help="Random seed."
+)
+@click.option(
+    "--input-size",
+    type=Number(int, 1, MAX_INPUT_SIZE),
+    default=572,
+    show_default=True,
+    help="Input tile, px.",
+)
+@click.option(
+    "--depth", type=Number(int, 1), default=4, show_default=True, help="Poolings of the network."
+)
 @click.option(
     "--padding",
     type=click.Choice(PADDINGS),
@@ -33,17 +64,39 @@ from biounet.options import PADDINGS
 )
 @click.option("--foreground", type=FOREGROUND, default="high", show_default=True)
 @click.option("--elastic/--no-elastic", default=True, show_default=True)
-@click.option("--elastic-sigma", type=float, default=10.0, show_default=True, help="px")
-@click.option("--elastic-grid", type=int, default=3, show_default=True, help="Control points.")
-@click.option("--rotation", type=float, default=180.0, show_default=True, help="Max angle, deg.")
+@click.option(
+    "--elastic-sigma",
+    type=Number(float, 0, MAX_ELASTIC_SIGMA),
+    default=10.0,
+    show_default=True,
+    help="px",
+)
+@click.option(
+    "--elastic-grid",
+    type=Number(int, 2, MAX_ELASTIC_GRID),
+    default=3,
+    show_default=True,
+    help="Control points.",
+)
+@click.option(
+    "--rotation",
+    type=Number(float, 0, 180),
+    default=180.0,
+    show_default=True,
+    help="Max angle, deg.",
+)
 @click.option("--flip/--no-flip", default=True, show_default=True)
 @click.option("--shift/--no-shift", default=True, show_default=True)
 @click.option("--gray/--no-gray", default=True, show_default=True, help="Grey-value curves.")
 @click.option("--image-order", type=click.Choice(["1", "3"]), default="1", show_default=True)
-@click.option("--w0", type=float, default=10.0, show_default=True)
-@click.option("--sigma", type=float, default=5.0, show_default=True)
+@click.option("--w0", type=Number(float, 0, MAX_W0), default=10.0, show_default=True)
+@click.option(
+    "--sigma", type=Number(float, 0, MAX_SIGMA, above=True), default=5.0, show_default=True
+)
 @click.option("--class-weights", default="balanced", show_default=True)
-@click.option("--dpi", type=int, default=60, show_default=True, help="Figure resolution.")
+@click.option(
+    "--dpi", type=Number(int, 20, 600), default=60, show_default=True, help="Figure resolution."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing figure.")
 def command(
     images: str,

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import click
 
+from biounet.cli.parse import Command
 from biounet.evaluation.table import INSTANCE_METRICS, ISBI_METRICS, METRICS, metrics_help
 
 PREDICTION_KINDS = ("auto", "probabilities", "labels")
 
 
-@click.command("evaluate")
+@click.command(
+    "evaluate",
+    cls=Command,
+    files=("prediction", "ground_truth"),
+    memory_hint="fewer --metrics, or smaller images",
+)
 @click.argument("prediction", type=click.Path(dir_okay=False))
 @click.argument("ground_truth", type=click.Path(dir_okay=False))
 @click.option(

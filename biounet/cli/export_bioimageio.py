@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import Command
 
-@click.command("export-bioimageio")
+
+@click.command("export-bioimageio", cls=Command, files=("model_path", "sample"))
 @click.option(
     "--model",
     "model_path",
@@ -81,5 +83,6 @@ def command(
         license=license_id,
         pixel_size=pixel,
         overwrite=overwrite,
+        inputs=(model_path, sample),
     )
     click.echo(f"wrote {path} (check it with: bioimageio test {path})")

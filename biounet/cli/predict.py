@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import Command, Number
 from biounet.io.write import COMPRESSIONS
+from biounet.limits import MAX_BATCH, MAX_INPUT_SIZE, host_memory_mib, max_workers
 from biounet.options import (
     INSTANCE_METHODS,
     OUTPUT_FORMATS,
@@ -62,14 +64,19 @@ def legacy_kind_options(args: list[str]) -> list[str]:
     return out
 
 
-class PredictCommand(click.Command):
+class PredictCommand(Command):
     """``biounet predict``, which reads the old ``--output KIND`` as ``--kind KIND``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
         return super().parse_args(ctx, legacy_kind_options(args))
 
 
-@click.command("predict", cls=PredictCommand)
+@click.command(
+    "predict",
+    cls=PredictCommand,
+    files=("inputs",),
+    memory_hint="a smaller --window or --batch-size, or a lower --memory",
+)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -103,7 +110,7 @@ class PredictCommand(click.Command):
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=Number(float, 0, 1),
     default=None,
     help="Foreground is probability > threshold (mask and labels) [default: the threshold "
     "calibrated in training and stored in the model; 0.5 for older models].",
@@ -117,13 +124,13 @@ class PredictCommand(click.Command):
 )
 @click.option(
     "--seed-threshold",
-    type=float,
+    type=Number(float, 0, 1),
     default=None,
     help="Watershed seeds: probability > this [default: the model's rule; 0.9].",
 )
 @click.option(
     "--min-size",
-    type=int,
+    type=Number(int, 0),
     default=None,
     help="Remove objects smaller than this many pixels [default: the model's calibrated "
     "size; 0 for older models].",
@@ -145,17 +152,21 @@ class PredictCommand(click.Command):
     "--window",
     "--tile-size",
     "window",
-    type=int,
+    type=Number(int, 1, MAX_INPUT_SIZE),
     help="Network input per tile, the window read around each output tile (a valid "
     "size, see 'biounet summary'). Default: the largest that fits --memory.",
 )
 @click.option(
-    "--batch-size", type=int, default=1, show_default=True, help="Tiles per forward pass."
+    "--batch-size",
+    type=Number(int, 1, MAX_BATCH),
+    default=1,
+    show_default=True,
+    help="Tiles per forward pass.",
 )
 @click.option(
     "--memory",
     "memory_mib",
-    type=int,
+    type=Number(int, 1, host_memory_mib, why="the memory of this machine"),
     help="Activation memory budget in MiB for the default tile size "
     "[default: 768 on the CPU, half the free memory on CUDA].",
 )
@@ -194,7 +205,7 @@ class PredictCommand(click.Command):
 )
 @click.option(
     "--workers",
-    type=int,
+    type=Number(int, 1, max_workers, why="the CPU cores of this machine"),
     help="Predict with a local Dask cluster of N worker "
     "processes (started and stopped by biounet).",
 )
@@ -254,10 +265,12 @@ def command(
     from biounet.device import make_runtime
     from biounet.inference.files import predict_files
     from biounet.inference.outputs import model_output
+    from biounet.io.boundary import check_outputs
     from biounet.io.units import parse_pixel_size
     from biounet.network.unet import load_model
     from biounet.viz.overlay import render_overlay
 
+    check_outputs([out], [model_path])  # the images are checked by predict_files
     stated = None if pixel_size is None else parse_pixel_size(pixel_size)
     runtime = make_runtime(device, precision)
     model = load_model(model_path)

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import click
 
+from biounet.cli.parse import Command, Number
 from biounet.errors import BiounetError
+from biounet.limits import MAX_FEATURES, MAX_INPUT_SIZE
 from biounet.options import FLAVOURS, PADDINGS
 
 
-@click.command("summary")
+@click.command("summary", cls=Command)
 @click.option(
     "--input-size",
-    type=int,
+    type=Number(int, 1, MAX_INPUT_SIZE),
     default=572,
     show_default=True,
     help="Square input tile size in pixels.",
@@ -32,10 +34,10 @@ from biounet.options import FLAVOURS, PADDINGS
 )
 @click.option(
     "--features",
-    type=int,
+    type=Number(int, 1, MAX_FEATURES),
     help="Channels of the first level (doubles per level) [default: the model's].",
 )
-@click.option("--depth", type=int, help="Number of poolings [default: the model's].")
+@click.option("--depth", type=Number(int, 1), help="Number of poolings [default: the model's].")
 @click.option(
     "--padding",
     type=click.Choice(PADDINGS),
@@ -46,8 +48,8 @@ from biounet.options import FLAVOURS, PADDINGS
     type=click.Choice(FLAVOURS),
     help="release: the authors' Caffe network (phseg_v5) [default: the model's].",
 )
-@click.option("--in-channels", type=int, help="[default: the model's]")
-@click.option("--classes", "n_classes", type=int, help="[default: the model's]")
+@click.option("--in-channels", type=Number(int, 1), help="[default: the model's]")
+@click.option("--classes", "n_classes", type=Number(int, 2), help="[default: the model's]")
 def command(
     input_size: int,
     model_path: Path | None,

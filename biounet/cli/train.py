@@ -6,13 +6,28 @@ from pathlib import Path
 
 import click
 
-from biounet.cli.parse import FOREGROUND, LABEL_KIND
+from biounet.cli.parse import FOREGROUND, LABEL_KIND, Command, Number
 from biounet.errors import BiounetError
+from biounet.limits import (
+    MAX_BATCH,
+    MAX_FEATURES,
+    MAX_INPUT_SIZE,
+    MAX_ITERATIONS,
+    MAX_SEED,
+    MAX_SIGMA,
+    MAX_W0,
+    max_workers,
+)
 from biounet.options import FLAVOURS, PADDINGS, PRECISIONS
 from biounet.training.schedule import LR_SCHEDULES
 
 
-@click.command("train")
+@click.command(
+    "train",
+    cls=Command,
+    files=("config_path", "images", "resume"),
+    memory_hint="a smaller --input-size or --batch-size, or fewer --workers",
+)
 @click.option(
     "--images",
     help="Training images: a TIFF stack, an image, or a folder "
@@ -39,11 +54,13 @@ from biounet.training.schedule import LR_SCHEDULES
     "config_path",
     type=click.Path(path_type=Path),
     help="YAML file with training options (see docs/training.md); command-line "
-    "options override it.",
+    "options override it. With --resume: instead of the run's config.yaml.",
 )
 @click.option("--val-images", help="Held-out validation images.")
 @click.option("--val-labels", help="Their labels.")
-@click.option("--val-count", type=int, help="Without --val-images: hold out the last N pairs.")
+@click.option(
+    "--val-count", type=Number(int, 0), help="Without --val-images: hold out the last N pairs."
+)
 @click.option(
     "--label-kind",
     type=LABEL_KIND,
@@ -55,39 +72,67 @@ from biounet.training.schedule import LR_SCHEDULES
     type=FOREGROUND,
     help="Which value of a binary mask marks objects (ISBI: high, 255 = cell).",
 )
-@click.option("--features", type=int, help="Channels of the first level [64].")
-@click.option("--depth", type=int, help="Poolings [4].")
+@click.option(
+    "--features", type=Number(int, 1, MAX_FEATURES), help="Channels of the first level [64]."
+)
+@click.option("--depth", type=Number(int, 1), help="Poolings [4].")
 @click.option("--padding", type=click.Choice(PADDINGS), help="[valid]")
 @click.option("--flavour", type=click.Choice(FLAVOURS), help="[paper]")
-@click.option("--input-size", type=int, help="Input tile per sample [572].")
-@click.option("--batch-size", type=int, help="Tiles per step [1].")
-@click.option("--iterations", type=int, help="Total steps (also extends a resumed run).")
-@click.option("--lr", type=float, help="SGD learning rate [0.003]; the peak, with a schedule.")
+@click.option(
+    "--input-size", type=Number(int, 1, MAX_INPUT_SIZE), help="Input tile per sample [572]."
+)
+@click.option("--batch-size", type=Number(int, 1, MAX_BATCH), help="Tiles per step [1].")
+@click.option(
+    "--iterations",
+    type=Number(int, 1, MAX_ITERATIONS),
+    help="Total steps (also extends a resumed run).",
+)
+@click.option(
+    "--lr",
+    type=Number(float, 0, above=True),
+    help="SGD learning rate [0.003]; the peak, with a schedule.",
+)
 @click.option(
     "--lr-schedule",
     type=click.Choice(LR_SCHEDULES),
     help="constant [default], step (/10 from 2/3 of the iterations) or poly (to 0 at the end).",
 )
-@click.option("--warmup", type=int, help="Steps of linear learning-rate warm-up [0].")
-@click.option("--momentum", type=float, help="SGD momentum [0.99].")
+@click.option(
+    "--warmup",
+    type=Number(int, 0, MAX_ITERATIONS),
+    help="Steps of linear learning-rate warm-up [0].",
+)
+@click.option("--momentum", type=Number(float, 0, 1), help="SGD momentum [0.99].")
 @click.option(
     "--ema",
-    type=float,
+    type=Number(float, 0, 1),
     help="Weight averaging: EMA decay; checkpoints hold the average [0.999; 0: off].",
 )
-@click.option("--w0", type=float, help="Border weight of Eq. 2 [10]; 0 switches it off.")
-@click.option("--sigma", type=float, help="Border width of Eq. 2 in px [5].")
+@click.option(
+    "--w0", type=Number(float, 0, MAX_W0), help="Border weight of Eq. 2 [10]; 0 switches it off."
+)
+@click.option(
+    "--sigma", type=Number(float, 0, MAX_SIGMA, above=True), help="Border width of Eq. 2 in px [5]."
+)
 @click.option(
     "--annotated-margin",
-    type=float,
+    type=Number(float, 0, above=True),
     help="Partially annotated labels (e.g. Cell Tracking Challenge gold truth): background "
     "farther than this many px from every annotated object gets weight 0 [off].",
 )
 @click.option("--elastic/--no-elastic", default=None, help="Elastic deformation [on].")
-@click.option("--val-every", type=int, help="Validate every N steps.")
-@click.option("--checkpoint-every", type=int, help="Write latest.pt every N steps.")
-@click.option("--seed", type=int, help="Seed of samples, initial weights and dropout [0].")
-@click.option("--workers", type=int, help="DataLoader worker processes [1].")
+@click.option("--val-every", type=Number(int, 1), help="Validate every N steps.")
+@click.option("--checkpoint-every", type=Number(int, 1), help="Write latest.pt every N steps.")
+@click.option(
+    "--seed",
+    type=Number(int, 0, MAX_SEED),
+    help="Seed of samples, initial weights and dropout [0].",
+)
+@click.option(
+    "--workers",
+    type=Number(int, 0, max_workers, why="the CPU cores of this machine"),
+    help="DataLoader worker processes [1].",
+)
 @click.option(
     "--time-limit",
     help="Stop cleanly after this much training in this call (e.g. 45m, 2h, 1h30m, or "
@@ -103,6 +148,12 @@ from biounet.training.schedule import LR_SCHEDULES
     "bf16 on the CPU needs AVX512-BF16 or AMX.",
 )
 @click.option("--overwrite", is_flag=True, help="Start over in a non-empty --out folder.")
+@click.option(
+    "--accept-changes",
+    is_flag=True,
+    help="With --resume: continue although the settings differ from those saved in "
+    "latest.pt (an edited config.yaml, --config or options); the changes are logged.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(
     images,
@@ -139,6 +190,7 @@ def command(
     device,
     precision,
     overwrite,
+    accept_changes,
     progress,
 ) -> None:
     """Train a U-Net on labelled images (Ronneberger et al. 2015, Sec. 3).
@@ -164,11 +216,21 @@ def command(
 
     if (out is None) == (resume is None):
         raise BiounetError("give either --out RUN_DIR for a new run or --resume RUN_DIR")
+    if resume is not None and overwrite:
+        raise BiounetError(
+            f"--overwrite: a resumed run continues its record in {resume}; to start over, "
+            f"give --out {resume} --overwrite instead of --resume"
+        )
+    if resume is None and accept_changes:
+        raise BiounetError("--accept-changes: only with --resume RUN_DIR")
+    ddp.check_launch()
     run_dir = resume or out
-    if resume is not None:
+    if config_path is not None:
+        config = load_config(config_path)
+    elif resume is not None:
         config = run_config(resume)
     else:
-        config = load_config(config_path) if config_path else TrainConfig()
+        config = TrainConfig()
     try:
         config = apply_overrides(
             config,
@@ -211,6 +273,8 @@ def command(
             resume=resume is not None,
             overwrite=overwrite,
             progress=progress,
+            accept_changes=accept_changes,
+            inputs=(config_path,) if config_path is not None else (),
         )
     finally:
         ddp.teardown()

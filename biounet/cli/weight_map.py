@@ -4,21 +4,44 @@ from __future__ import annotations
 
 import click
 
-from biounet.cli.parse import FOREGROUND, LABEL_KIND, parse_class_weights, parse_crop
+from biounet.cli.parse import (
+    FOREGROUND,
+    LABEL_KIND,
+    Command,
+    Number,
+    parse_class_weights,
+    parse_crop,
+)
 from biounet.errors import BiounetError
+from biounet.limits import MAX_SIGMA, MAX_W0
 
 
-@click.command("weight-map")
+@click.command(
+    "weight-map",
+    cls=Command,
+    files=("labels", "image"),
+    memory_hint="smaller label images, or fewer planes at a time",
+)
 @click.argument("labels", type=click.Path(path_type=str))
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=str), help="TIFF to write."
 )
 @click.option("--png", "figure", type=click.Path(path_type=str), help="Also write a figure.")
 @click.option("--image", type=click.Path(path_type=str), help="Image(s) shown in the figure.")
-@click.option("--plane", type=int, default=0, show_default=True, help="Plane the figure shows.")
+@click.option(
+    "--plane", type=Number(int, 0), default=0, show_default=True, help="Plane the figure shows."
+)
 @click.option("--crop", help="Region the figure shows, ROW0:ROW1,COL0:COL1.")
-@click.option("--w0", type=float, default=10.0, show_default=True, help="Border weight w0.")
-@click.option("--sigma", type=float, default=5.0, show_default=True, help="Border width, px.")
+@click.option(
+    "--w0", type=Number(float, 0, MAX_W0), default=10.0, show_default=True, help="Border weight w0."
+)
+@click.option(
+    "--sigma",
+    type=Number(float, 0, MAX_SIGMA, above=True),
+    default=5.0,
+    show_default=True,
+    help="Border width, px.",
+)
 @click.option(
     "--class-weights",
     default="balanced",
@@ -45,7 +68,9 @@ from biounet.errors import BiounetError
     show_default=True,
     help="Binary masks: objects are the high (ISBI) or the low value.",
 )
-@click.option("--dpi", type=int, default=80, show_default=True, help="Figure resolution.")
+@click.option(
+    "--dpi", type=Number(int, 20, 600), default=80, show_default=True, help="Figure resolution."
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def command(
     labels: str,

@@ -32,6 +32,7 @@ from biounet.inference.segmentation import (
 )
 from biounet.inference.sinks import FileSink
 from biounet.io.atomic import check_writable, os_error_message
+from biounet.io.boundary import check_outputs
 from biounet.io.read import ImageSource, check_finite, is_zarr, open_image
 from biounet.network.unet import UNet
 from biounet.options import OUTPUT_FORMATS, OutputOptions, TileOptions
@@ -309,9 +310,10 @@ def predict_files(
     output = output or model_output(model)
     files = input_files(inputs)
     out = Path(out)
+    check_outputs([out], [*inputs, *files])  # nor an input folder, nor one holding it
     targets = output_paths(files, out, output.kind, fmt)
     folder = None if targets == [out] else out
-    check_outputs(files, targets, folder, overwrite, preview is not None)
+    check_targets(files, targets, folder, overwrite, preview is not None)
     stream = stream_probabilities if cluster is None else cluster.stream
     with contextlib.ExitStack() as opened:
         sources = [opened.enter_context(open_image(path, axes=axes)) for path in files]
@@ -346,7 +348,7 @@ def preview_path(target: Path) -> Path:
     return target.with_suffix(".png")
 
 
-def check_outputs(
+def check_targets(
     files: list[Path], targets: list[Path], folder: Path | None, overwrite: bool, preview: bool
 ) -> None:
     """Check every output once, before any work: suffix, not an input, not existing, writable.

@@ -4,11 +4,14 @@ Every output (predictions, JSON, figures, weight maps, checkpoints, logs)
 goes through :func:`atomic_output`:
 
 - **Checked first.** :func:`check_writable` refuses, before any work, an
-  output that is one of the command's inputs (or holds one), an existing
+  output that is or holds one of the command's inputs, an existing
   output without ``--overwrite``, and a missing or read-only folder.
-- **Written under a temporary name** beside the final one,
-  ``.NAME.biounet-tmp-<host>-<pid>-<random>SUFFIX`` (the suffix is kept, so
-  writers that look at it choose the right format), and flushed to disk.
+- **Written under a temporary name** beside the final one, never in
+  ``$TMPDIR``: ``.NAME.biounet-tmp-<host>-<pid>-<token>-<check>SUFFIX`` (the
+  suffix is kept, so writers that look at it choose the right format), and
+  flushed to disk. ``<token>`` is random, known only to the process that
+  made the name; ``<check>`` is a keyed hash of the name's other parts, so
+  a file that merely looks like a temporary is never taken for one.
 - **Published in one atomic step.** Without ``--overwrite`` the final name
   is created exclusively (a hard link, which fails if the name exists, or
   ``mkdir`` for a folder such as an OME-Zarr), so of two writers racing for
@@ -18,7 +21,8 @@ goes through :func:`atomic_output`:
 - **Cleaned up.** On any error or interrupt the temporary is removed; one
   left by a process killed with ``kill -9`` is recognised by its PID and
   removed by the next biounet run that writes to the same folder
-  (:func:`sweep`).
+  (:func:`sweep`), which removes only names whose check value proves that
+  biounet made them.
 
 Operating-system errors (disk full, read-only file system, permissions)
 become one-line :class:`~biounet.errors.BiounetError` messages that name the
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -39,12 +44,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from biounet.errors import BiounetError
+from biounet.io.boundary import check_outputs, overlap
 
 #: The mark in every temporary name; :func:`sweep` looks for it.
 TEMP_MARK = ".biounet-tmp-"
-_TEMP = re.compile(r"\.biounet-tmp-(?P<host>.*)-(?P<pid>\d+)-[0-9a-f]{8}")
-#: Temporaries of biounet 0.1 (``.NAME.<pid>.partial.SUFFIX``).
-_LEGACY = re.compile(r"^\..+\.(?P<pid>\d+)\.partial")
+_TEMP = re.compile(
+    r"\.biounet-tmp-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)"
+    r"-(?P<token>[0-9a-f]{8})-(?P<check>[0-9a-f]{16})"
+)
+#: The key of the check value in temporary names (it proves that biounet formed a
+#: name; it is no secret against someone who means to forge one).
+_CHECK_KEY = b"biounet temporary v2"
 
 
 class WriteError(BiounetError):
@@ -65,8 +75,41 @@ def temp_path(path: str | Path) -> Path:
     True
     """
     path = Path(path)
-    tag = f"{TEMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
-    return path.with_name(f".{path.name[:120]}{tag}{path.suffix}")
+    while True:
+        name, host, pid = path.name[:120], _host(), os.getpid()
+        token = secrets.token_hex(4)
+        tag = f"{TEMP_MARK}{host}-{pid}-{token}-{_check(name, host, pid, token)}"
+        tmp = path.with_name(f".{name}{tag}{path.suffix}")
+        if not (tmp.exists() or tmp.is_symlink()):  # never a name that is taken
+            return tmp
+
+
+def _check(name: str, host: str, pid: int | str, token: str) -> str:
+    """The check value of a temporary name: a keyed hash of its other parts."""
+    text = f"{name}\0{host}\0{pid}\0{token}".encode()
+    return hashlib.blake2b(text, key=_CHECK_KEY, digest_size=8).hexdigest()
+
+
+def made_by_biounet(name: str) -> tuple[str, int] | None:
+    """``(host, pid)`` if `name` is a temporary that :func:`temp_path` formed, else None.
+
+    The check value in the name must match its other parts: a user's file
+    that merely looks like a temporary (or a temporary renamed) is not one.
+
+    Examples
+    --------
+    >>> made_by_biounet(temp_path("seg.tif").name)[1] == os.getpid()
+    True
+    >>> made_by_biounet(".seg.tif.biounet-tmp-host-12345-0123abcd-0123456789abcdef.tif")
+    """
+    match = _TEMP.search(name)
+    if not name.startswith(".") or match is None:
+        return None
+    original = name[1 : match.start()]
+    expected = _check(original, match["host"], match["pid"], match["token"])
+    if not secrets.compare_digest(expected, match["check"]):
+        return None
+    return match["host"], int(match["pid"])
 
 
 def published_name(path: str | Path) -> str:
@@ -117,8 +160,10 @@ def _remove(path: Path) -> None:
 def sweep(folder: str | Path) -> list[Path]:
     """Remove the temporaries that dead biounet processes left in `folder`.
 
-    A temporary is removed only if it was made on this machine and its
-    process no longer exists; those of running processes are kept.
+    A temporary is removed only if its name proves that biounet made it
+    (:func:`made_by_biounet`), on this machine, and its process no longer
+    exists; those of running processes, of other machines and every name
+    that merely looks like a temporary are kept.
 
     Returns
     -------
@@ -133,13 +178,8 @@ def sweep(folder: str | Path) -> list[Path]:
     removed = []
     host = _host()
     for name in names:
-        if not name.startswith("."):
-            continue
-        match = _TEMP.search(name)
-        if match is not None and match["host"] != host:
-            continue
-        match = match or _LEGACY.match(name)
-        if match is None or process_alive(int(match["pid"])):
+        made = made_by_biounet(name)
+        if made is None or made[0] != host or process_alive(made[1]):
             continue
         _remove(folder / name)
         removed.append(folder / name)
@@ -148,11 +188,7 @@ def sweep(folder: str | Path) -> list[Path]:
 
 def same_or_inside(a: str | Path, b: str | Path) -> bool:
     """Whether `a` is the file `b` (also through links) or lies inside folder `b`."""
-    with contextlib.suppress(OSError):
-        if os.path.samefile(a, b):
-            return True
-    ra, rb = Path(a).resolve(), Path(b).resolve()
-    return ra == rb or rb in ra.parents
+    return overlap(a, b) in ("is", "inside")
 
 
 def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
@@ -177,13 +213,41 @@ def os_error_message(exc: OSError, path: str | Path | None = None) -> str:
         errno.EDQUOT: " (free some space, then run again)",
         errno.EROFS: " (write somewhere else)",
         errno.EACCES: " (write somewhere else, or change the permissions)",
+        errno.EIO: " (check the disk and free some space, then run again)",
     }.get(code or 0, "")
     return f"{name}: {reason}{hint}" if name is not None else f"{reason}{hint}"
+
+
+#: What torch's writers put in the RuntimeError of a failed write (full disk, I/O error).
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "file write failed", "unexpected pos")
+
+
+def write_failure(exc: RuntimeError, path: str | Path) -> BaseException:
+    """A :class:`WriteError` naming `path` for torch's RuntimeError of a failed write.
+
+    ``torch.save`` and TorchScript's ``save`` report a full disk as a
+    RuntimeError ("PytorchStreamWriter failed writing file data/0: file
+    write failed"), not an OSError. Other RuntimeErrors come back as they are.
+
+    Examples
+    --------
+    >>> e = write_failure(RuntimeError("PytorchStreamWriter failed writing file"), "/x/a.pt")
+    >>> type(e).__name__, str(e).startswith("/x/a.pt: ")
+    ('WriteError', True)
+    >>> type(write_failure(RuntimeError("size mismatch"), "a.pt")).__name__
+    'RuntimeError'
+    """
+    if not any(phrase in str(exc) for phrase in _TORCH_WRITE_FAILURES):
+        return exc
+    code = errno.ENOSPC if _nearly_full(Path(path)) else errno.EIO
+    return WriteError(os_error_message(OSError(code, os.strerror(code)), path))
 
 
 def _nearly_full(path: Path) -> bool:
     """Whether the file system of `path` has less than 1 MiB free."""
     folder = path if path.is_dir() else path.parent
+    while str(folder) not in ("", ".") and not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # a file in a folder not made yet: its file system
     try:
         return shutil.disk_usage(folder if str(folder) else ".").free < 2**20
     except OSError:
@@ -202,20 +266,17 @@ def check_writable(
     overwrite : bool
         Whether an existing `path` may be replaced.
     inputs : iterable of path
-        The command's inputs: `path` must be none of them and hold none of them.
+        The command's inputs: `path` must be none of them and hold none of
+        them (:func:`biounet.io.boundary.check_outputs`).
 
     Raises
     ------
     BiounetError
-        If `path` is an input, exists and `overwrite` is false, or its folder
-        is missing, not a folder or not writable.
+        If `path` overlaps an input, exists and `overwrite` is false, or its
+        folder is missing, not a folder or not writable.
     """
     path = Path(path)
-    for source in inputs:
-        if same_or_inside(source, path):
-            raise BiounetError(
-                f"{path}: is an input of this command ({source}); choose another output"
-            )
+    check_outputs([path], inputs)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise BiounetError(f"{path}: already exists (use --overwrite to replace it)")
     folder = path.parent if str(path.parent) else Path(".")
@@ -342,7 +403,7 @@ def scratch_folder(near: str | Path) -> Iterator[Path]:
     removed by :func:`sweep`.
     """
     near = Path(near)
-    sweep(near.parent)
+    sweep(near.parent if str(near.parent) else Path("."))
     folder = temp_path(near.with_name("scratch"))
     try:
         folder.mkdir()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, OutOfMemory, working_on
 from biounet.io.units import (  # noqa: F401 (LENGTH_UNITS, length_unit: read from here too)
     LENGTH_UNITS,
     PixelSize,
@@ -158,7 +158,8 @@ class ImageSource:
                 key.append(slice(None))
             else:
                 key.append(int(index[a]))
-        block = np.asarray(self.data[tuple(key)])
+        with working_on(self.path or "<array>"):  # out of memory: name the file
+            block = np.asarray(self.data[tuple(key)])
         kept = [a for a in self.axes if a in "CSYX"]
         if self.channel_letter is None:
             return block[np.newaxis] if kept == ["Y", "X"] else block.T[np.newaxis]
@@ -216,7 +217,9 @@ def _check_extent(tif: Any, path: Path) -> None:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and max(o + c for o, c in zip(offsets, counts, strict=True)) > size:
             raise BiounetError(f"{path}: the file is truncated (image data ends past its end)")
-        claimed = int(np.prod(page.shape, dtype=np.float64) * np.dtype(page.dtype).itemsize)
+        key = getattr(page, "keyframe", None) or page  # a TiffFrame shares its keyframe's tags
+        bits = getattr(key, "bitspersample", 0) or 8 * np.dtype(page.dtype).itemsize
+        claimed = int(np.prod(page.shape, dtype=np.float64) * bits // 8)  # 1-bit: 1/8 byte
         stored = int(sum(counts)) if offsets else 0
         ratio = MAX_COMPRESSION.get(int(page.compression), _ANY_CODEC)
         if claimed > stored * ratio:
@@ -225,6 +228,35 @@ def _check_extent(tif: Any, path: Path) -> None:
                 f"{path}: the header claims {dims} pixels ({claimed:,} bytes) but the file "
                 f"stores only {stored:,} bytes for them; the file is damaged"
             )
+        _check_segments(key, page.databytecounts, path, bits, ratio)
+
+
+def _check_segments(page: Any, counts: Any, path: Path, bits: int, ratio: int) -> None:
+    """Refuse a tile (or strip) whose decoded size its stored bytes cannot hold.
+
+    A header may claim small image dimensions but tiles of 65520 x 65520
+    pixels: each tile is decoded into a buffer of its full size, gigabytes
+    for a few stored bytes. `page` holds the tags (a keyframe), `counts` the
+    stored bytes of each segment.
+    """
+    if not counts:
+        return
+    samples = page.samplesperpixel if page.planarconfig == 1 else 1  # 1: contiguous
+    if page.is_tiled:
+        depth = max(1, getattr(page, "tiledepth", 1) or 1)
+        pixels, what = page.tilelength * page.tilewidth * depth, "tiles"
+        dims = f"{page.tilewidth}x{page.tilelength}"
+    else:
+        rows = min(page.rowsperstrip or page.imagelength, page.imagelength)
+        pixels, what = rows * page.imagewidth, "strips"
+        dims = f"{page.imagewidth}x{rows}"
+    segment = int(pixels) * samples * bits // 8
+    largest = max(counts)
+    if largest and segment > largest * ratio:
+        raise BiounetError(
+            f"{path}: the header claims {what} of {dims} pixels ({segment:,} bytes each) but "
+            f"stores at most {largest:,} bytes for one; the file is damaged"
+        )
 
 
 def check_finite(source: ImageSource, *, band_pixels: int = 2**22) -> None:
@@ -328,12 +360,20 @@ def detect_label_kind(
 
 
 def existing_image_file(path: str | Path) -> Path:
-    """`path` as a Path, or a one-line error if it is missing or a folder (not a ``.zarr``)."""
+    """`path` as a Path, or a one-line error if it is missing, a folder or not a regular file.
+
+    A folder is an image only as an OME-Zarr store (``*.zarr``); a device
+    (``/dev/zero``) or a FIFO would be read for ever.
+    """
     path = Path(path)
     if not path.exists():
         raise BiounetError(f"{path}: no such file")
-    if path.is_dir() and not is_zarr(path):
-        raise BiounetError(f"{path}: is a folder, not an image")
+    if path.is_dir():
+        if not is_zarr(path):
+            raise BiounetError(f"{path}: is a folder, not an image")
+        return path
+    if not path.is_file():
+        raise BiounetError(f"{path}: not a regular file (a device or a pipe), not an image")
     return path
 
 
@@ -491,9 +531,13 @@ def read_array(path: str | Path, *, ndim: tuple[int, ...] | None = None) -> np.n
                 array = np.asarray(tif.asarray())
     except BiounetError:
         raise
+    except MemoryError:
+        raise OutOfMemory(str(path)) from None
     except Exception as exc:  # any reader failure is the file's fault
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BiounetError(f"{path}: not a readable image ({reason})") from None
+    if array.dtype == bool:  # a 1-bit (bilevel) image: 0 and 1
+        array = array.astype(np.uint8)
     if array.dtype == object or array.size == 0 or array.ndim < 2:
         raise BiounetError(f"{path}: not a readable image (shape {array.shape})")
     if array.dtype.kind not in "biuf":

@@ -9,8 +9,6 @@ predictor uses.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from biounet.io.atomic import published_name
+from biounet.io.atomic import published_name, scratch_folder
 from biounet.io.units import LENGTH_UNITS, NGFF_UNITS, PixelSize, tiff_resolution
 
 COMPRESSIONS = ("none", "zlib", "zstd", "lzw")
@@ -289,15 +287,12 @@ def write_tiles(
     `path`, then written with its pyramid by :func:`write_ome_zarr`.
     """
     if Path(path).suffix.lower() == ".zarr":
-        scratch = Path(tempfile.mkdtemp(prefix=".biounet-scratch-", dir=Path(path).parent))
-        try:
+        with scratch_folder(path) as scratch:  # beside path; swept if the process dies
             array = create_zarr(scratch / "level0.zarr", layout, chunks=tile)
             for plane, rows, cols, data in tiles:
                 array[zarr_key(layout, plane, rows, cols)] = (
                     np.moveaxis(data, -1, 0) if layout.channels > 1 else data
                 )
             write_ome_zarr(path, array, layout, chunks=tile)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         return
     write_tiff(path, (data for *_, data in tiles), layout, tile=tile, compression=compression)

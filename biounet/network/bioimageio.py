@@ -21,10 +21,11 @@ Needs the ``bioimageio`` extra (``pip install -e ".[bioimageio]"`` in biounet's 
 from __future__ import annotations
 
 import copy
-import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,8 @@ from torch import nn
 
 from biounet import __version__
 from biounet.errors import BiounetError
-from biounet.io.atomic import atomic_output
+from biounet.io.atomic import atomic_output, check_writable, scratch_folder, write_failure
+from biounet.io.boundary import check_outputs
 from biounet.io.units import NGFF_UNITS, PixelSize, parse_pixel_size, tiff_pixel_size
 from biounet.network import shapes
 from biounet.network.checkpoint import cpu_state
@@ -235,6 +237,44 @@ its documentation.
 """
 
 
+def check_description(name: str, authors: Iterable[str], license: str, bio: Any) -> None:
+    """Refuse, before any work, a name, author or licence id that bioimage.io would refuse.
+
+    Raises
+    ------
+    BiounetError
+        Naming the option (``--name``, ``--author``, ``--license``).
+    """
+    if not isinstance(name, str) or not name.strip() or "\n" in name or len(name) > 128:
+        raise BiounetError(f"--name {name!r}: give a name of 1 to 128 characters on one line")
+    for author in authors:
+        if not str(author).strip() or "\n" in str(author):
+            raise BiounetError(f"--author {author!r}: an author needs a name on one line")
+    try:
+        bio.LicenseId(license)
+    except Exception:  # pydantic's ValidationError: not a known SPDX id
+        raise BiounetError(
+            f"--license {license}: not an SPDX licence id that bioimage.io accepts "
+            "(e.g. BSD-3-Clause, MIT, CC-BY-4.0; https://spdx.org/licenses)"
+        ) from None
+
+
+def _validated(output: Path, make: Any, **fields: Any) -> Any:
+    """`make(**fields)`, with a validation error as one line naming `output`."""
+    try:
+        return make(**fields)
+    except Exception as exc:  # pydantic's ValidationError
+        errors = getattr(exc, "errors", None)
+        if not callable(errors):
+            raise
+        first = errors()[0] if errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "description"
+        raise BiounetError(
+            f"{output}: bioimage.io refuses the description ({where}: "
+            f"{first.get('msg', type(exc).__name__)})"
+        ) from None
+
+
 def export_bioimageio(
     model: UNet,
     output: str | Path,
@@ -246,6 +286,7 @@ def export_bioimageio(
     license: str = "BSD-3-Clause",
     pixel_size: PixelSize | None = None,
     overwrite: bool = False,
+    inputs: Iterable[str | Path | None] = (),
 ) -> Path:
     """Write `model` as a bioimage.io model package (a ``.zip`` or a folder).
 
@@ -267,6 +308,9 @@ def export_bioimageio(
         None: the axes carry no unit.
     overwrite : bool
         Replace an existing output.
+    inputs : iterable of path
+        The files the model and the sample came from: `output` must not be,
+        hold or lie inside any of them, ``overwrite`` or not.
 
     Returns
     -------
@@ -277,8 +321,9 @@ def export_bioimageio(
     ------
     BiounetError
         bioimageio.spec missing, a sample that is too small or has channels
-        the model does not take, an existing output without `overwrite`, or
-        a description the validator refuses.
+        the model does not take, an existing output without `overwrite`, an
+        output that overlaps an input, an empty name or author, a licence id
+        bioimage.io does not know, or a description the validator refuses.
     """
     try:
         from bioimageio.spec import save_bioimageio_package, save_bioimageio_package_as_folder
@@ -289,8 +334,10 @@ def export_bioimageio(
             "biounet's clone"
         ) from None
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise BiounetError(f"{output}: already exists (use --overwrite to replace it)")
+    sources = [Path(p) for p in inputs if p is not None]
+    check_outputs([output], sources, inside=True)  # nor inside the package it exports
+    check_writable(output, overwrite=overwrite, inputs=sources)
+    check_description(name, authors, license, bio)
     cfg = model.config
     if cfg.in_channels != 1:
         raise BiounetError("export-bioimageio: only single-channel models are supported")
@@ -313,20 +360,27 @@ def export_bioimageio(
     minimum = shapes.smallest_valid_input_size(depth=cfg.depth, padding=cfg.padding)
     offset = -2 * cfg.halo
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    # the files of the package are made beside the output, never in $TMPDIR; a
+    # killed export leaves a scratch folder there that the next run removes
+    with scratch_folder(output) as tmp:
         # the model description's input is float32 holding the stored grey values
         # (bioimage.io casts processed inputs to the declared type)
         np.save(tmp / "test_input.npy", image[None, None].astype(np.float32))
         np.save(tmp / "test_output.npy", prob)
-        torch.save(cpu_state(model), tmp / "weights.pt")
+        try:
+            torch.save(cpu_state(model), tmp / "weights.pt")
+        except RuntimeError as exc:
+            raise write_failure(exc, output) from None
         with warnings.catch_warnings():
             # torch 2.13 deprecates TorchScript; bioimage.io's torchscript format still needs it
             warnings.filterwarnings("ignore", ".*torch.jit", DeprecationWarning)
             scripted = torch.jit.script(_Scriptable(model).eval())
             with torch.no_grad():
                 same = torch.equal(scripted(x), model(x))
-            scripted.save(str(tmp / "weights_torchscript.pt"))
+            try:
+                scripted.save(str(tmp / "weights_torchscript.pt"))
+            except RuntimeError as exc:
+                raise write_failure(exc, output) from None
         if not same:
             raise BiounetError("export-bioimageio: the TorchScript network differs from the model")
         _cover(image, prob[0, 1], model.normalization, tmp / "cover.png")
@@ -401,7 +455,9 @@ def export_bioimageio(
                 pytorch_version=torch_version,
             ),
         )
-        descr = bio.ModelDescr(
+        descr = _validated(
+            output,
+            bio.ModelDescr,
             name=name,
             description=description,
             authors=[bio.Author(name=a) for a in authors],
@@ -422,7 +478,7 @@ def export_bioimageio(
                 }
             },
         )
-        with atomic_output(output, overwrite=overwrite) as dest:
+        with atomic_output(output, overwrite=overwrite, inputs=sources) as dest:
             if output.suffix.lower() == ".zip":
                 save_bioimageio_package(descr, output_path=dest)
             else:

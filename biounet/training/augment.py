@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from biounet.limits import MAX_ELASTIC_GRID, MAX_ELASTIC_SIGMA, check_number
 from biounet.plain import from_plain
 from biounet.training.elastic import control_displacements, displacement_field
 
@@ -119,14 +120,17 @@ class AugmentConfig:
             if not (
                 isinstance(value, tuple)
                 and len(value) == 2
-                and all(isinstance(v, (int, float)) for v in value)
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
                 and value[0] <= value[1]
             ):
                 raise ValueError(f"AugmentConfig.{name} must be a range (low, high), got {value!r}")
-        if not self.elastic_sigma >= 0:
-            raise ValueError(f"AugmentConfig.elastic_sigma must be >= 0, got {self.elastic_sigma}")
-        if not (isinstance(self.elastic_grid, int) and self.elastic_grid >= 2):
-            raise ValueError(f"AugmentConfig.elastic_grid must be >= 2, got {self.elastic_grid!r}")
+        check_number(
+            "AugmentConfig.elastic_sigma", self.elastic_sigma, low=0, high=MAX_ELASTIC_SIGMA
+        )
+        check_number(
+            "AugmentConfig.elastic_grid", self.elastic_grid, low=2, high=MAX_ELASTIC_GRID,
+            integer=True,
+        )  # fmt: skip
         if not 0 <= self.rotation <= 180:
             raise ValueError(f"AugmentConfig.rotation must be in [0, 180], got {self.rotation}")
         if self.image_order not in (0, 1, 3):

@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from biounet.errors import BiounetError
+from biounet.limits import (
+    MAX_BATCH,
+    MAX_INPUT_SIZE,
+    MAX_ITERATIONS,
+    MAX_SEED,
+    MAX_WORKERS,
+    check_number,
+)
 from biounet.network.normalize import Normalization
 from biounet.network.unet import UNetConfig
 from biounet.plain import from_plain
@@ -23,6 +31,9 @@ from biounet.training.schedule import check_schedule
 from biounet.training.weight_map import WeightMapConfig
 
 AUGMENT_ON = ("auto", "workers", "device")
+#: The largest config file read (a config is a few kB; this keeps a device file or a
+#: huge file from being read whole).
+MAX_CONFIG_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,9 @@ class DataConfig:
     val_count: int = 0
     label_kind: str = "auto"
     foreground: str = "high"
+
+    def __post_init__(self) -> None:
+        check_number("val_count", self.val_count, low=0, integer=True)
 
 
 @dataclass(frozen=True)
@@ -131,8 +145,18 @@ class TrainConfig:
         for name in ("batch_size", "iterations", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        limits = {
+            "input_size": (1, MAX_INPUT_SIZE),
+            "batch_size": (1, MAX_BATCH),
+            "iterations": (1, MAX_ITERATIONS),
+            "warmup": (0, MAX_ITERATIONS),
+            "seed": (0, MAX_SEED),
+            "workers": (0, MAX_WORKERS),
+        }
+        for name, (low, high) in limits.items():
+            check_number(name, getattr(self, name), low=low, high=high, integer=True)
+        for name in ("lr", "momentum", "weight_decay", "ema"):
+            check_number(name, getattr(self, name))
         if self.augment_on not in AUGMENT_ON:
             raise ValueError(
                 f"augment_on must be one of {', '.join(AUGMENT_ON)}, got {self.augment_on!r}"
@@ -249,10 +273,21 @@ def load_config(path: str | Path) -> TrainConfig:
     import yaml
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise BiounetError(f"{path}: cannot read the config (not a regular file)")
+    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+        raise BiounetError(
+            f"{path}: cannot read the config (more than {MAX_CONFIG_BYTES:,} bytes; not a config)"
+        )
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise BiounetError(
+            f"{path}: cannot read the config (not UTF-8 text: byte {exc.start})"
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
-        raise BiounetError(f"{path}: cannot read the config ({exc})") from None
+        reason = " ".join(str(exc).split())[:200]
+        raise BiounetError(f"{path}: cannot read the config ({reason})") from None
     if not isinstance(values, dict):
         raise BiounetError(f"{path}: a config must be a mapping of options")
     try:

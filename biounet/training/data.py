@@ -336,6 +336,11 @@ def load_pairs(
     samples = []
     for image, label, image_name, label_name, kind in _pairs(image_path, label_path, label_kind):
         image = _channels_first(image, label.shape, image_name, label_name)
+        if min(label.shape) < 2:  # tiles are mirrored at the borders: needs 2 px per side
+            raise BiounetError(
+                f"{image_name}: {label.shape[0]}x{label.shape[1]} px is too small to train "
+                "on (at least 2x2)"
+            )
         instances = to_instances(label, label_kind=kind, foreground=foreground, name=label_name)
         samples.append(Sample(image, instances, image_name))
     return samples

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from biounet.device import Runtime
+from biounet.errors import BiounetError
 
 
 def world_size() -> int:
@@ -31,9 +32,53 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+#: What a launcher (torchrun) sets for every process, besides WORLD_SIZE.
+LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 def launched() -> bool:
     """True when started by torchrun (or another launcher setting WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    text = os.environ.get("WORLD_SIZE", "1").strip()
+    return text.isdigit() and int(text) > 1
+
+
+def check_launch(environ: dict[str, str] | None = None) -> None:
+    """Refuse distributed environment variables that no launcher set consistently.
+
+    ``torchrun`` sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``
+    and ``MASTER_PORT`` for every process. One of them left in the
+    environment by hand (or by a job script) would otherwise make a single
+    process wait for peers that never come, or fail with a traceback.
+
+    Raises
+    ------
+    BiounetError
+        Naming the variable and what to do.
+    """
+    env = os.environ if environ is None else environ
+    given = [name for name in ("WORLD_SIZE", *LAUNCH_VARIABLES) if name in env]
+    if not given:
+        return
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"):
+        if name in env and not env[name].strip().isdigit():
+            raise BiounetError(
+                f"{name}={env[name]!r}: not a non-negative integer; start several processes "
+                "with torchrun, or unset it"
+            )
+    world = int(env.get("WORLD_SIZE", "1"))
+    if world < 1:
+        raise BiounetError("WORLD_SIZE=0: must be at least 1; start with torchrun, or unset it")
+    if world == 1:
+        return  # one process: no process group is made, the rest is ignored
+    missing = [name for name in LAUNCH_VARIABLES if name not in env or not env[name].strip()]
+    if missing:
+        raise BiounetError(
+            f"WORLD_SIZE={world} is set but {', '.join(missing)} not: start the processes "
+            "with torchrun (docs/distributed.md), or unset WORLD_SIZE"
+        )
+    rank = int(env["RANK"])
+    if rank >= world:
+        raise BiounetError(f"RANK={rank}: must be below WORLD_SIZE={world}")
 
 
 def setup(runtime: Runtime) -> Runtime:
@@ -41,15 +86,23 @@ def setup(runtime: Runtime) -> Runtime:
 
     Returns the runtime this process should use.
     """
+    check_launch()
     if not launched() or dist.is_initialized():
         return runtime
-    if runtime.is_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        runtime = Runtime(torch.device("cuda", local), runtime.amp_dtype, runtime.channels_last)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    try:
+        if runtime.is_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            runtime = Runtime(torch.device("cuda", local), runtime.amp_dtype, runtime.channels_last)
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
+    except (RuntimeError, ValueError) as exc:  # e.g. LOCAL_RANK past the GPUs, no rendezvous
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BiounetError(
+            f"cannot join the process group of WORLD_SIZE={os.environ.get('WORLD_SIZE')} "
+            f"({reason}); start the processes with torchrun"
+        ) from None
     return runtime
 
 

@@ -244,20 +244,23 @@ def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) 
     return created
 
 
-def discard_unstarted(run_dir: Path, created: bool) -> None:
+def discard_unstarted(run_dir: Path, created: bool, *, fresh: bool | None = None) -> None:
     """Remove the record of a new run that failed before its first checkpoint.
 
     Such a run has nothing to resume from; removing it lets the corrected
-    command start in the same folder. The folder itself goes if this run
-    created it and nothing else is in it.
+    command start in the same folder. Its weight-map cache goes too if the
+    folder was `fresh` (made by this run, or empty before it: the cache is
+    then this run's own; default: `created`). The folder itself goes if this
+    run created it and nothing else is in it.
     """
     if (run_dir / LATEST).exists():
         return
     for name in RECORD:
         with contextlib.suppress(OSError):
             (run_dir / name).unlink(missing_ok=True)
-    if created:
+    if created if fresh is None else fresh:
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    if created:
         with contextlib.suppress(OSError):
             run_dir.rmdir()
 
@@ -484,21 +487,30 @@ def _restore(
         raise BiounetError(f"{run_dir}: no {LATEST} to resume from")
     ckpt = load_checkpoint(path)
     state = ckpt.get("train_state")
-    if not state:
+    if not isinstance(state, dict) or not state:
         raise BiounetError(f"{path}: holds no training state")
-    averaged = ckpt["model_state"] if "raw_model" in state else None
+    averaged = ckpt.get("model_state") if "raw_model" in state else None
     try:
-        model.load_state_dict(state.get("raw_model", ckpt["model_state"]))
+        model.load_state_dict(state.get("raw_model", ckpt.get("model_state")))
     except RuntimeError as exc:
         raise BiounetError(
             f"{path}: does not fit this run's model ({first_mismatch(exc)})"
         ) from None
-    model.decision = DecisionRule(**ckpt.get("decision", {}))
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), dict(state["best"]), averaged
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise BiounetError(f"{path}: damaged training state (weights: {exc})") from None
+    try:
+        model.decision = DecisionRule(**ckpt.get("decision", {}))
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), dict(state["best"]), averaged
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise BiounetError(
+            f"{path}: damaged training state ({type(exc).__name__}: {reason}); "
+            "it cannot be resumed, start again with --out"
+        ) from None
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -10,12 +10,14 @@ batch system's pre-emption) stops a run like Ctrl-C; the caller gets
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
-from biounet.errors import BiounetError
+from biounet.errors import BiounetError, OutOfMemory, is_out_of_memory
 from biounet.io.atomic import WriteError, atomic_output, os_error_message
+from biounet.io.boundary import check_outputs
 from biounet.network.checkpoint import load_checkpoint
 from biounet.signals import terminate_as_interrupt
 from biounet.training import ddp
@@ -23,6 +25,7 @@ from biounet.training.config import TrainConfig, dump_config, load_config
 from biounet.training.loop import (
     CONFIG_NAME,
     LATEST,
+    RECORD,
     TrainSummary,
     check_new_run,
     discard_unstarted,
@@ -30,6 +33,8 @@ from biounet.training.loop import (
     prepare_run,
     train,
 )
+
+log = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(BiounetError):
@@ -41,6 +46,61 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     return load_config(Path(run_dir) / CONFIG_NAME)
 
 
+def saved_config(run_dir: str | Path) -> TrainConfig:
+    """The config saved in the run's ``latest.pt``: what its weights were trained with.
+
+    Raises
+    ------
+    BiounetError
+        No ``latest.pt``, or one whose training state is missing or damaged.
+    """
+    run_dir = Path(run_dir)
+    latest = run_dir / LATEST
+    if not latest.is_file():
+        raise BiounetError(f"{run_dir}: no {LATEST} to resume from; start again with --out")
+    state = load_checkpoint(latest).get("train_state")
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise BiounetError(
+            f"{latest}: holds no readable training state (no saved configuration); "
+            "it cannot be resumed, start again with --out"
+        )
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise BiounetError(
+            f"{latest}: the saved configuration is damaged ({exc}); start again with --out"
+        ) from None
+
+
+def data_inputs(config: TrainConfig) -> list[Path]:
+    """The files and folders of a run's data (images, labels, validation pairs), as given."""
+    d = config.data
+    return [Path(p) for p in (d.images, d.labels, d.val_images, d.val_labels) if p]
+
+
+def check_run_boundary(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool,
+    inputs: tuple[str | Path, ...] = (),
+) -> None:
+    """Refuse a run whose outputs overlap its inputs, before anything is written.
+
+    A new run's folder must not be, hold or lie inside any input (the data,
+    the config file it was read from); ``--overwrite`` would otherwise
+    remove an input with the old record. A resumed run replaces only its
+    own record (:data:`~biounet.training.loop.RECORD` and ``cache/``), which
+    must not hold the data or an extra input such as a ``--config`` file.
+    """
+    run_dir = Path(run_dir)
+    sources = [*(Path(p) for p in inputs if p), *data_inputs(config)]  # compared as real paths
+    if resume:
+        check_outputs([run_dir / name for name in (*RECORD, "cache")], sources)
+    else:
+        check_outputs([run_dir], sources, inside=True)
+
+
 def run_training(
     config: TrainConfig,
     run_dir: str | Path,
@@ -49,6 +109,8 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    accept_changes: bool = False,
+    inputs: tuple[str | Path, ...] = (),
 ) -> TrainSummary:
     """Start a new run in `run_dir`, or continue the one there.
 
@@ -66,6 +128,11 @@ def run_training(
         Start a new run in a folder that is not empty.
     progress : bool
         Show a progress bar (rank 0).
+    accept_changes : bool
+        Resume although `config` changes settings saved in the checkpoint
+        (other than :data:`RESUMABLE_CHANGES`); they are logged.
+    inputs : tuple of path
+        Further input files (the ``--config`` file) that no output may overlap.
 
     Returns
     -------
@@ -76,19 +143,24 @@ def run_training(
     TrainingInterrupted
         On Ctrl-C or SIGTERM, after the last checkpoint was written.
     BiounetError
-        A non-empty folder without `overwrite`, bad data, an unreadable run.
+        A non-empty folder without `overwrite`, bad data, an unreadable run,
+        an output that overlaps an input, changed settings on resume.
     """
     run_dir = Path(run_dir)
+    check_run_boundary(config, run_dir, resume=resume, inputs=inputs)
     if resume:
-        check_resume(config, run_dir)
+        changes = check_resume(config, run_dir, accept_changes=accept_changes)
+        if changes and ddp.rank() == 0:
+            log.warning(f"{run_dir}: resuming with changed settings: {changes}")
     elif ddp.rank() == 0:
         check_new_run(run_dir, overwrite=overwrite)
     data = load_data(config)  # the inputs are checked before the run folder appears
     created = False
+    fresh = not run_dir.is_dir() or not any(run_dir.iterdir())  # nothing here is someone's
     if ddp.rank() == 0:
         if not resume:
             created = prepare_run(config, run_dir, overwrite=overwrite)
-        elif run_config(run_dir) != config:  # record the new total
+        elif _recorded(run_dir) != config:  # record the new total
             with atomic_output(run_dir / CONFIG_NAME, overwrite=True) as tmp:
                 tmp.write_text(dump_config(config))
     if ddp.world_size() > 1:
@@ -102,13 +174,15 @@ def run_training(
             )
     except BaseException as exc:
         if not resume and ddp.rank() == 0:
-            discard_unstarted(run_dir, created)
+            discard_unstarted(run_dir, created, fresh=fresh)
         if isinstance(exc, KeyboardInterrupt):
             raise TrainingInterrupted(interrupted_message(run_dir)) from None
         if isinstance(exc, OSError):  # a full disk, a folder made read-only meanwhile
             raise BiounetError(os_error_message(exc, run_dir) + _continue(run_dir)) from None
         if isinstance(exc, WriteError):  # the same, met while writing a checkpoint or plot
             raise BiounetError(str(exc) + _continue(run_dir)) from None
+        if is_out_of_memory(exc):  # MemoryError, torch's "out of memory" RuntimeError
+            raise OutOfMemory(str(run_dir), _continue(run_dir)) from None
         raise
 
 
@@ -117,6 +191,7 @@ def run_training(
 #: tiles; weight averaging: only what is validated and saved).
 RESUMABLE_CHANGES = (
     "iterations",
+    "time_limit",
     "val_every",
     "checkpoint_every",
     "log_every",
@@ -136,25 +211,58 @@ def _flat(values: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_resume(config: TrainConfig, run_dir: str | Path) -> None:
+def changed_settings(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """``"key: old -> new"`` for every setting `config` changes, but :data:`RESUMABLE_CHANGES`.
+
+    Examples
+    --------
+    >>> changed_settings(TrainConfig(), TrainConfig(lr=0.01, iterations=5))
+    ['lr: 0.003 -> 0.01']
+    """
+    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in dict.fromkeys([*old, *new])
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)
+    ]
+
+
+def check_resume(config: TrainConfig, run_dir: str | Path, *, accept_changes: bool = False) -> str:
     """Refuse to resume a run with settings that would change what it computes.
+
+    `config` (the run's ``config.yaml``, perhaps edited, with the command's
+    options) is compared with the configuration saved in ``latest.pt``, the
+    one its weights were trained with.
+
+    Returns
+    -------
+    str
+        The changed settings (``"lr: 0.003 -> 0.01; ..."``), empty if none.
 
     Raises
     ------
     BiounetError
-        The first changed setting other than :data:`RESUMABLE_CHANGES`, with
-        its recorded and its new value.
+        Without `accept_changes`, naming every changed setting other than
+        :data:`RESUMABLE_CHANGES` with its saved and its new value.
     """
     run_dir = Path(run_dir)
-    recorded, wanted = _flat(run_config(run_dir).to_dict()), _flat(config.to_dict())
-    for key in recorded:
-        if key not in RESUMABLE_CHANGES and recorded[key] != wanted.get(key):
-            raise BiounetError(
-                f"{run_dir}: a resumed run keeps its settings; {key} is {recorded[key]!r}, "
-                f"not {wanted.get(key)!r} (start a new run with --out to change it)"
-            )
-    if not (run_dir / LATEST).is_file():
-        raise BiounetError(f"{run_dir}: no {LATEST} to resume from; start again with --out")
+    changes = changed_settings(saved_config(run_dir), config)
+    if changes and not accept_changes:
+        listed = "; ".join(c.replace(": ", " is ", 1).replace(" -> ", " in latest.pt, not ", 1)
+                           for c in changes)  # fmt: skip
+        raise BiounetError(
+            f"{run_dir}: a resumed run keeps its settings; {listed} (start a new run with "
+            "--out to change them, or continue anyway with --accept-changes)"
+        )
+    return "; ".join(changes)
+
+
+def _recorded(run_dir: Path) -> TrainConfig | None:
+    """The run's ``config.yaml``, or None if it cannot be read (it is then written again)."""
+    try:
+        return run_config(run_dir)
+    except BiounetError:
+        return None
 
 
 def _continue(run_dir: Path) -> str:
@@ -163,8 +271,8 @@ def _continue(run_dir: Path) -> str:
     if not latest.is_file():
         return ""
     try:
-        step = load_checkpoint(latest)["train_state"]["step"]
-    except (BiounetError, KeyError, TypeError):
+        step = saved_step(latest)
+    except BiounetError:
         return ""
     return f"; {LATEST} holds step {step}, continue with biounet train --resume {run_dir}"
 
@@ -189,7 +297,7 @@ def finish_run(
         return run_training(
             config, run_dir, runtime=runtime, overwrite=True, progress=progress
         ).steps
-    step = int(load_checkpoint(latest)["train_state"]["step"])
+    step = saved_step(latest)
     if step >= config.iterations:
         return step
     recorded = run_config(run_dir)
@@ -200,13 +308,31 @@ def finish_run(
 def interrupted_message(run_dir: str | Path) -> str:
     """The one-line message for an interrupted run: where it can continue from."""
     latest = Path(run_dir) / LATEST
-    if not latest.is_file():
+    try:
+        step = saved_step(latest) if latest.is_file() else None
+    except BiounetError:
+        step = None
+    if step is None:
         return f"{run_dir}: interrupted before the first checkpoint; start again"
-    step = load_checkpoint(latest)["train_state"]["step"]
     return (
         f"{run_dir}: interrupted; {LATEST} holds step {step}; continue with "
         f"biounet train --resume {run_dir}"
     )
+
+
+def saved_step(latest: str | Path) -> int:
+    """The step a checkpoint's training state holds.
+
+    Raises
+    ------
+    BiounetError
+        A checkpoint without a readable training state.
+    """
+    state = load_checkpoint(latest).get("train_state")
+    step = state.get("step") if isinstance(state, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise BiounetError(f"{latest}: holds no readable training state (no step)")
+    return step
 
 
 def summary_line(summary: TrainSummary) -> str:

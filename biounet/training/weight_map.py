@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from biounet.io.atomic import atomic_output
+from biounet.limits import MAX_SIGMA, MAX_W0, check_number
 from biounet.plain import from_plain
 from biounet.training.borders import border_weight, separate_instances, separation_borders
 
@@ -88,10 +90,8 @@ class WeightMapConfig:
     annotated_margin: float | None = None
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.w0, (int, float)) and self.w0 >= 0):
-            raise ValueError(f"WeightMapConfig.w0 must be >= 0, got {self.w0!r}")
-        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
-            raise ValueError(f"WeightMapConfig.sigma must be > 0, got {self.sigma!r}")
+        check_number("WeightMapConfig.w0", self.w0, low=0, high=MAX_W0)
+        check_number("WeightMapConfig.sigma", self.sigma, low=0, high=MAX_SIGMA, above=True)
         cw = self.class_weights
         if isinstance(cw, list):
             object.__setattr__(self, "class_weights", cw := tuple(cw))
@@ -104,7 +104,7 @@ class WeightMapConfig:
         elif not (
             isinstance(cw, tuple)
             and len(cw) == 2
-            and all(isinstance(v, (int, float)) and v >= 0 for v in cw)
+            and all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in cw)
         ):
             raise ValueError(
                 "WeightMapConfig.class_weights must be two non-negative numbers "
@@ -114,7 +114,9 @@ class WeightMapConfig:
             raise ValueError(f"WeightMapConfig.separate must be a bool, got {self.separate!r}")
         margin = self.annotated_margin
         if margin is not None and not (
-            isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin > 0
+            isinstance(margin, (int, float))
+            and not isinstance(margin, bool)
+            and 0 < margin < math.inf
         ):
             raise ValueError(
                 f"WeightMapConfig.annotated_margin must be a positive number of pixels, "

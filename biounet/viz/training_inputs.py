@@ -34,6 +34,23 @@ def _check_figure_path(path: Path, overwrite: bool, dpi: int, inputs: list[Path]
     return check_writable(path, overwrite=overwrite, inputs=inputs)
 
 
+def check_crop(crop: tuple[slice, slice], shape: tuple[int, ...], name: str | Path) -> None:
+    """Refuse a figure region that holds no pixel of an image of `shape` (M, N).
+
+    Examples
+    --------
+    >>> check_crop((slice(0, 4), slice(2, 3)), (8, 8), "a.tif")
+    >>> check_crop((slice(5, 5), slice(0, 4)), (8, 8), "a.tif")
+    Traceback (most recent call last):
+    ...
+    biounet.errors.BiounetError: --crop 5:5,0:4: selects no pixel of a.tif (8x8)
+    """
+    rows, cols = (range(*c.indices(n)) for c, n in zip(crop, shape[-2:], strict=True))
+    if len(rows) == 0 or len(cols) == 0:
+        text = ",".join(f"{c.start}:{c.stop}" for c in crop)
+        raise BiounetError(f"--crop {text}: selects no pixel of {name} ({shape[-2]}x{shape[-1]})")
+
+
 def write_weight_maps(
     labels: str | Path,
     output: str | Path,
@@ -99,6 +116,8 @@ def write_weight_maps(
         raise BiounetError(f"{labels}: label images differ in size; give them one at a time")
     if not 0 <= plane < len(instances):
         raise BiounetError(f"--plane {plane}: {labels} has {len(instances)} plane(s)")
+    if crop is not None:
+        check_crop(crop, instances[plane].shape, labels)
     targets = weight_maps(instances, config)
     stack = np.stack([t.weights for t in targets])
     import tifffile

@@ -303,3 +303,122 @@ def test_two_concurrent_predictions_to_one_name(files, tmp_path):
     )
     assert _names(tmp_path) == ["o.tif"]
     assert tifffile.imread(tmp_path / "o.tif").shape == (64, 64)
+
+
+# -- resources: out of memory, torch's write failures ---------------------------------------
+
+
+def test_out_of_memory_names_the_file_and_only_the_commands_options(files, tmp_path, monkeypatch):
+    import biounet.io.read as read
+
+    def no_memory(self, plane, rows, cols):
+        with read.working_on(self.path):
+            raise MemoryError
+
+    monkeypatch.setattr(read.ImageSource, "read", no_memory)
+    line = _one_error_line(_predict(files, tmp_path / "o.tif"))
+    assert line == (
+        f"Error: {files / 'small.tif'}: out of memory; try a smaller --window or --batch-size, "
+        "or a lower --memory"
+    )
+    assert _names(tmp_path) == []
+
+
+def test_torch_out_of_memory_in_training_names_the_run(files, tmp_path, monkeypatch):
+    import biounet.training.loop as loop
+
+    (tmp_path / "run.yaml").write_text(train_config(files))
+    calls = []
+    real = loop.weighted_cross_entropy
+
+    def loss(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                "can't allocate memory: you tried to allocate 8589934592 bytes."
+            )
+        return real(*args)
+
+    monkeypatch.setattr(loop, "weighted_cross_entropy", loss)
+    run = tmp_path / "run"
+    r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")
+    line = _one_error_line(r)
+    assert line == (
+        f"Error: {run}: out of memory; try a smaller --input-size or --batch-size, or fewer "
+        f"--workers; latest.pt holds step 1, continue with biounet train --resume {run}"
+    )
+
+
+def test_memory_hints_name_only_options_the_command_has():
+    import re
+
+    from biounet.cli.parse import Command
+
+    for name, command in main.commands.items():
+        assert isinstance(command, Command), name
+        options = {opt for p in command.params for opt in p.opts}
+        for option in re.findall(r"--[a-z-]+", command.memory_hint):
+            assert option in options, (name, option)
+
+
+def test_a_full_disk_as_torchs_runtime_error_during_training(files, tmp_path, monkeypatch):
+    import biounet.io.atomic as atomic
+    import biounet.network.checkpoint as checkpoint
+
+    (tmp_path / "run.yaml").write_text(train_config(files))
+    saves = []
+    real_save = torch.save
+
+    def save(obj, fh):
+        saves.append(1)
+        if len(saves) == 2:
+            fh.write(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 7 vs 5")
+        real_save(obj, fh)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    monkeypatch.setattr(atomic, "_nearly_full", lambda path: True)
+    run = tmp_path / "run"
+    r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")
+    _one_error_line(r, f"{run / 'latest.pt'}: {NO_SPACE}", "latest.pt holds step 1")
+    assert load_checkpoint(run / "latest.pt")["train_state"]["step"] == 1
+    assert not [n for n in _names(run) if "biounet-tmp" in n]
+
+
+def test_out_of_memory_reading_a_whole_file_names_it(files, tmp_path, monkeypatch):
+    import tifffile as tf
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(tf.TiffFile, "asarray", no_memory)
+    line = _one_error_line(_cli("evaluate", files / "small.tif", files / "small.tif"))
+    assert line == (
+        f"Error: {files / 'small.tif'}: out of memory; try fewer --metrics, or smaller images"
+    )
+
+
+def test_out_of_memory_anywhere_names_the_commands_inputs(files, tmp_path, monkeypatch):
+    """A MemoryError no library function attributed to a file: the command's own inputs."""
+    import biounet.viz.training_inputs as training_inputs
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(training_inputs, "weight_maps", no_memory)
+    labels = files / "cells_labels.tif"
+    line = _one_error_line(_cli("weight-map", labels, "-o", tmp_path / "w.tif"))
+    assert (
+        line
+        == f"Error: {labels}: out of memory; try smaller label images, or fewer planes at a time"
+    )
+    assert _names(tmp_path) == []
+    import biounet.network.summary as summary
+
+    monkeypatch.setattr(summary, "architecture_table", no_memory)
+    line = _one_error_line(_cli("summary"))
+    assert (
+        line
+        == "Error: summary: out of memory; close other programs or use a machine with more memory"
+    )

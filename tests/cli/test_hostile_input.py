@@ -125,7 +125,69 @@ def world_template(tmp_path_factory) -> Path:
     )
     (root / "busy").mkdir()
     (root / "busy" / "keep.txt").write_text("someone's file")
+    _runs_and_packages(root, configs["good.yaml"], image)
     return root
+
+
+def _runs_and_packages(root: Path, good: str, image: np.ndarray) -> None:
+    """Run folders with a latest.pt, hostile configs and images, hand-made model packages."""
+    cfg = TrainConfig.from_dict(yaml.safe_load(good))
+    torch.manual_seed(0)
+    net = UNet(cfg.model)
+
+    def run(name, state, config=cfg):
+        (root / name).mkdir()
+        (root / name / "config.yaml").write_text(dump_config(config))
+        save_checkpoint(root / name / "latest.pt", net, train_state=state)
+
+    run("donerun", {"step": 1, "config": cfg.to_dict()})  # no optimizer: a damaged state
+    run("editedrun", {"step": 1, "config": cfg.to_dict()}, config=cfg.with_overrides(lr=0.01))
+    run("nostaterun", {"step": 1})
+    (root / "withconfig").mkdir()
+    (root / "withconfig" / "run.yaml").write_text(good)
+    (root / "latin1.yaml").write_bytes("data:\n  images: caf\xe9.tif\n".encode("latin-1"))
+    (root / "seed_neg.yaml").write_text(_config(seed=-1))
+    (root / "workers_huge.yaml").write_text(_config(workers=100000))
+    tifffile.imwrite(root / "one.tif", np.zeros((1, 1), np.uint8))
+    tifffile.imwrite(root / "one_labels.tif", np.ones((1, 1), np.uint16))
+    tifffile.imwrite(root / "bit.tif", image > 128, photometric="minisblack")
+    tifffile.imwrite(root / "bigtile.tif", np.zeros((64, 64), np.uint8), tile=(64, 64),
+                     compression="zlib", metadata=None)  # fmt: skip
+    with tifffile.TiffFile(root / "bigtile.tif", mode="r+b") as tif:
+        for name in ("TileWidth", "TileLength"):
+            tif.pages[0].tags[name].overwrite(65520)
+    (root / "damaged.zip").write_bytes(b"PK\x03\x04 not really a zip archive")
+    small = UNet(UNetConfig(features=4, depth=3))
+    weights = {k: v.detach() for k, v in small.state_dict().items()}
+
+    def package(name, source, **weights_entry):
+        folder = root / name
+        folder.mkdir()
+        torch.save(weights, folder / "weights.pt")
+        rdf = {
+            "config": {
+                "biounet": {
+                    "model_config": {"features": 4, "depth": 3},
+                    "normalization": {},
+                }
+            },
+            "weights": {"pytorch_state_dict": {"source": source, **weights_entry}},
+        }
+        (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+        return folder
+
+    digest = hashlib.sha256((package("pkg_ok", "weights.pt") / "weights.pt").read_bytes())
+    package("pkg_sha_ok", "weights.pt", sha256=digest.hexdigest())
+    package("pkg_sha_bad", "weights.pt", sha256="0" * 64)
+    package("pkg_up", "../model.pt")
+    package("pkg_abs", "/dev/zero")
+    package("pkg_missing", "gone.pt")
+    (package("pkg_link", "link.pt") / "link.pt").symlink_to("../model.pt")
+    broken = package("pkg_yaml", "weights.pt")
+    (broken / "rdf.yaml").write_text("weights: [unclosed\n")
+    (package("pkg_keys", "weights.pt") / "rdf.yaml").write_text(
+        yaml.safe_dump({"config": {"biounet": {}}, "weights": {"pytorch_state_dict": {}}})
+    )
 
 
 # id, command line, exit status, message (must appear in the one line), files created
@@ -263,12 +325,153 @@ CASES = [
     ("resume-no-latest", "train --resume oldrun", 1, "oldrun: no latest.pt to resume from", ()),
     (
         "resume-other-net",
-        "train --resume oldrun --features 8",
+        "train --resume donerun --features 8",
         1,
-        "oldrun: a resumed run keeps its settings; model.features is 4, not 8",
+        "donerun: a resumed run keeps its settings; model.features is 4 in latest.pt, not 8",
         (),
     ),
     ("resume-nothing", "train --resume nothing", 1, "config.yaml: cannot read", ()),
+    # round 3: no command destroys its own inputs
+    (
+        "resume-edited-config",
+        "train --resume editedrun",
+        1,
+        "lr is 0.003 in latest.pt, not 0.01 (start a new run with --out to change them, "
+        "or continue anyway with --accept-changes)",
+        (),
+    ),
+    (
+        "resume-two-changes",
+        "train --resume editedrun --momentum 0.9",
+        1,
+        "lr is 0.003 in latest.pt, not 0.01; momentum is 0.99 in latest.pt, not 0.9",
+        (),
+    ),
+    ("resume-damaged-state", "train --resume donerun", 1, "latest.pt: damaged training", ()),
+    ("resume-no-saved-config", "train --resume nostaterun", 1, "no readable training state", ()),
+    ("resume-overwrite", "train --resume donerun --overwrite", 1, "--overwrite: a resumed", ()),
+    (
+        "resume-config-onto-record",
+        "train --resume donerun --config donerun/config.yaml",
+        1,
+        "donerun/config.yaml: is an input of this command",
+        (),
+    ),
+    (
+        "train-onto-config-folder",
+        "train --config withconfig/run.yaml --out withconfig --overwrite",
+        1,
+        "withconfig: holds an input of this command (withconfig/run.yaml)",
+        (),
+    ),
+    (
+        "train-onto-own-record",
+        "train --config oldrun/config.yaml --out oldrun --overwrite",
+        1,
+        "oldrun: holds an input of this command (oldrun/config.yaml)",
+        (),
+    ),
+    (
+        "train-out-inside-data",
+        "train --config good.yaml --images two --out two/run",
+        1,
+        "two/run: is inside two, an input of this command",
+        (),
+    ),
+    ("train-accept-new-run", "train --config good.yaml --out r --accept-changes", 1, "only", ()),
+    ("train-yaml-latin1", "train --config latin1.yaml --out run", 1, "not UTF-8 text", ()),
+    ("train-yaml-device", "train --config /dev/zero --out run", 1, "not a regular file", ()),
+    ("train-yaml-folder", "train --config two --out run", 1, "two: cannot read the config", ()),
+    ("train-yaml-seed-neg", "train --config seed_neg.yaml --out run", 1, "seed must be at", ()),
+    (
+        "train-yaml-workers",
+        "train --config workers_huge.yaml --out run",
+        1,
+        "workers must be at most 256, got 100000",
+        (),
+    ),
+    ("train-seed-neg", "train --config good.yaml --out run --seed -1", 1, "--seed -1: must", ()),
+    ("train-sigma-inf", "train --config good.yaml --out r --sigma inf", 1, "--sigma inf: must", ()),
+    ("train-lr-inf", "train --config good.yaml --out r --lr inf", 1, "--lr inf: must be a", ()),
+    (
+        "train-workers-huge",
+        "train --config good.yaml --out r --workers 100000",
+        1,
+        "--workers 100000: must be at most",
+        (),
+    ),
+    (
+        "train-1x1",
+        "train --images one.tif --labels one_labels.tif --out run",
+        1,
+        "one.tif: 1x1 px is too small to train on",
+        (),
+    ),
+    # usage errors: one line and exit status 1, like any bad input
+    ("usage-text-number", "predict img.tif -o o.tif --workers abc", 1, "--workers: 'abc'", ()),
+    ("usage-unknown-option", "predict img.tif -o o.tif --bogus", 1, "--bogus: no such opt", ()),
+    ("usage-missing-output", "predict img.tif", 1, "-o: missing (see ", ()),
+    ("usage-no-command", "segment img.tif", 1, "no such command 'segment'", ()),
+    ("usage-choice", "predict img.tif -o o.tif --kind edges", 1, "--kind: 'edges'", ()),
+    (
+        "predict-workers-huge",
+        "predict img.tif -o o.tif --workers 100000",
+        1,
+        "--workers 100000: must be at most",
+        (),
+    ),
+    ("predict-memory-huge", "predict img.tif -o o.tif --memory 10000000000", 1, "--memory", ()),
+    ("predict-into-input", "predict two -o two", 1, "two: is an input of this command", ()),
+    ("predict-1bit", "predict bit.tif -o b.tif", 0, "", ("b.tif",)),
+    ("predict-device-file", "predict /dev/zero -o o.tif", 1, "/dev/zero: not a regular file", ()),
+    ("predict-fifo", "predict fifo.tif -o o.tif", 1, "fifo.tif: not a regular file", ()),
+    ("evaluate-device", "evaluate /dev/zero gt.tif", 1, "/dev/zero: not a regular file", ()),
+    ("predict-big-tile", "predict bigtile.tif -o o.tif", 1, "tiles of 65520x65520", ()),
+    ("weights-sigma-inf", "weight-map gt.tif -o w.tif --sigma inf", 1, "--sigma inf: must", ()),
+    ("weights-w0-nan", "weight-map gt.tif -o w.tif --w0 nan", 1, "--w0 nan: must be a", ()),
+    (
+        "weights-crop-empty",
+        "weight-map gt.tif -o w.tif --png f.png --crop 5:5,0:10",
+        1,
+        "--crop 5:5,0:10: need",
+        (),
+    ),
+    (
+        "weights-crop-outside",
+        "weight-map gt.tif -o w.tif --png f.png --crop 100:200,0:10",
+        1,
+        "--crop 100:200,0:10: selects no pixel of gt.tif (48x64)",
+        (),
+    ),
+    ("weights-1bit", "weight-map bit.tif -o w.tif", 0, "", ("w.tif",)),
+    ("augment-seed-neg", "augment cells.tif cells_labels.tif -o a.png --seed -1", 1, "--seed", ()),
+    (
+        "augment-grid-huge",
+        "augment cells.tif cells_labels.tif -o a.png --elastic-grid 100000",
+        1,
+        "--elastic-grid 100000: must be at most 64",
+        (),
+    ),
+    (
+        "augment-sigma-inf",
+        "augment cells.tif cells_labels.tif -o a.png --elastic-sigma inf",
+        1,
+        "--elastic-sigma inf: must be a finite number",
+        (),
+    ),
+    ("augment-n-huge", "augment cells.tif cells_labels.tif -o a.png --n 100000", 1, "--n", ()),
+    ("summary-features-0", "summary --features 0", 1, "--features 0: must be at least 1", ()),
+    # model packages: read only from their own members, bounded, verified
+    ("package-ok", "predict img.tif -o o.tif --model pkg_ok", 0, "", ("o.tif",)),
+    ("package-sha-ok", "predict img.tif -o o.tif --model pkg_sha_ok", 0, "", ("o.tif",)),
+    ("package-sha-bad", "predict img.tif -o o.tif --model pkg_sha_bad", 1, "sha256", ()),
+    ("package-up", "predict img.tif -o o.tif --model pkg_up", 1, "points outside the pack", ()),
+    ("package-abs", "predict img.tif -o o.tif --model pkg_abs", 1, "is an absolute path", ()),
+    ("package-link", "predict img.tif -o o.tif --model pkg_link", 1, "points outside the", ()),
+    ("package-missing", "predict img.tif -o o.tif --model pkg_missing", 1, "is missing", ()),
+    ("package-yaml", "predict img.tif -o o.tif --model pkg_yaml", 1, "is not valid YAML", ()),
+    ("package-keys", "predict img.tif -o o.tif --model pkg_keys", 1, "not one exported by", ()),
+    ("package-zip", "predict img.tif -o o.tif --model damaged.zip", 1, "damaged zip", ()),
 ]
 
 
@@ -277,7 +480,12 @@ def _state(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_dir():
+            out[rel] = "dir"
+        elif not path.is_file():  # a FIFO: opening it to read would wait for a writer
+            out[rel] = "special"
+        else:
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
@@ -286,11 +494,17 @@ def _state(root: Path) -> dict[str, str]:
 )
 def test_hostile_input(world_template, tmp_path, monkeypatch, argv, status, message, created):
     root = tmp_path / "w"
-    shutil.copytree(world_template, root)
+    shutil.copytree(world_template, root, symlinks=True)
+    os.mkfifo(root / "fifo.tif")  # a pipe: reading it would wait for a writer for ever
     monkeypatch.chdir(root)
     args = argv.split()
-    if args[0] == "predict" and "--model" not in args:
-        args += [a for a in MODEL if "--window" not in argv or a not in ("--tile-size", "116")]
+    if args[0] == "predict":
+        args += [
+            a
+            for a in MODEL
+            if not ("--window" in argv and a in ("--tile-size", "116"))
+            and not ("--model" in argv and a in ("--model", "model.pt"))
+        ]
     if args[0] == "train":
         args += TRAIN_CFG
         if "--config" not in args and "--images" not in args and "--resume" not in args:
@@ -346,3 +560,17 @@ def test_os_errors_are_one_line(tmp_path):
         == f"{tmp_path / 'x'}: permission denied (write somewhere else, or change the permissions)"
     )
     assert os.linesep not in message
+
+
+def test_predict_refuses_an_output_folder_that_holds_its_model(world_template, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(world_template, root, symlinks=True)
+    (root / "res").mkdir()
+    shutil.copy(root / "model.pt", root / "res" / "model.pt")
+    before = _state(root)
+    result = CliRunner().invoke(
+        main, ["-q", "predict", str(root / "img.tif"), "-o", str(root / "res"),
+               "--model", str(root / "res" / "model.pt"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "res: holds an input of this command" in result.stderr
+    assert _state(root) == before

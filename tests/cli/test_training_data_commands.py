@@ -96,7 +96,9 @@ def test_weight_map_bad_input(cells):
     )
     lab = ["weight-map", folder / "lab.tif", "--label-kind", "instance"]
     assert_one_line_error(run(*lab, "-o", out, "--class-weights", "x"), "--class-weights x")
-    assert_one_line_error(run(*lab, "-o", out, "--sigma", "0"), "sigma must be > 0")
+    assert_one_line_error(
+        run(*lab, "-o", out, "--sigma", "0"), "--sigma 0.0: must be greater than 0"
+    )
     assert_one_line_error(run(*lab, "-o", out, "--plane", "5"), "--plane 5")
     assert_one_line_error(run(*lab, "-o", out, "--crop", "1-2"), "--crop 1-2")
     assert_one_line_error(run(*lab, "-o", folder / "w.png"), "written as TIFF")

@@ -53,8 +53,10 @@ def test_never_onto_an_input(tmp_path):
     for target in (image, tmp_path / "link.tif", tmp_path / "sub" / ".." / "a.tif"):
         with pytest.raises(BiounetError, match="is an input"):
             check_writable(target, overwrite=True, inputs=[image])
-    with pytest.raises(BiounetError, match="is an input"):  # a folder that holds an input
+    with pytest.raises(BiounetError, match="holds an input"):  # a folder that holds an input
         check_writable(tmp_path, overwrite=True, inputs=[image])
+    check_writable(tmp_path / "new.tif", overwrite=True, inputs=[tmp_path])  # inside: allowed
+    check_writable(tmp_path / "b.tif", overwrite=True, inputs=[image])  # a neighbour is fine
     assert image.read_text() == "precious"
 
 
@@ -70,31 +72,79 @@ def test_error_inside_removes_the_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
+def _made_by_a_dead_process(folder, *names, folder_names=()):
+    """Temporaries (files, and folders holding a file) a biounet process made before it ended."""
+    code = (
+        "import sys; from pathlib import Path; from biounet.io.atomic import temp_path\n"
+        "folder = Path(sys.argv[1])\n"
+        f"for name in {list(names)!r}: p = temp_path(folder / name); p.write_text('x'); print(p)\n"
+        f"for name in {list(folder_names)!r}:\n"
+        "    p = temp_path(folder / name); p.mkdir(); (p / 'chunk').write_text('x'); print(p)\n"
+        "import os; print(os.getpid())\n"
     )
-    dead_pid = int(dead.stdout)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    )
+    *paths, pid = done.stdout.split()
+    return [type(folder)(p) for p in paths], int(pid)
+
+
+def test_sweep_removes_only_temporaries_of_dead_processes(tmp_path):
+    (theirs, their_folder), dead_pid = _made_by_a_dead_process(
+        tmp_path, "a.tif", folder_names=("scratch",)
+    )
     mine = temp_path(tmp_path / "a.tif")
-    theirs = mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{dead_pid}-"))
-    other_host = tmp_path / f".b.tif.biounet-tmp-elsewhere-{dead_pid}-0123abcd.tif"
-    legacy = tmp_path / f".c.tif.{dead_pid}.partial.tif"
-    for path in (mine, theirs, other_host, legacy):
-        path.write_text("x")
+    mine.write_text("x")
+    other_host = theirs.with_name(theirs.name.replace(socket_host(), "elsewhere", 1))
+    other_host.write_text("x")
     (tmp_path / "keep.tif").write_text("user file")
-    assert sorted(sweep(tmp_path)) == sorted([theirs, legacy])
+    assert sorted(sweep(tmp_path)) == sorted([theirs, their_folder])
     with scratch_folder(tmp_path / "o.tif") as scratch:
         assert scratch.is_dir()
-        dead_scratch = scratch.with_name(scratch.name.replace(f"-{os.getpid()}-", f"-{dead_pid}-"))
-        dead_scratch.mkdir()
-        (dead_scratch / "p.zarr").mkdir()
-        assert sweep(tmp_path) == [dead_scratch]
+        assert sweep(tmp_path) == []  # a running process's scratch folder stays
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [mine.name, other_host.name, "keep.tif"]
     )
+
+
+def socket_host():
+    from biounet.io.atomic import made_by_biounet
+
+    return made_by_biounet(temp_path("x").name)[0]
+
+
+def test_sweep_keeps_files_that_merely_look_like_temporaries(tmp_path):
+    """A user's file (or folder) named like a temporary of a dead process is not biounet's."""
+    (real,), dead_pid = _made_by_a_dead_process(tmp_path, "a.tif")
+    host = socket_host()
+    look_alikes = [
+        # the pattern of biounet's names with a made-up check value
+        f".b.tif.biounet-tmp-{host}-{dead_pid}-0123abcd-0123456789abcdef.tif",
+        # a real temporary's name given to another file
+        real.name.replace(".a.tif.", ".c.tif.", 1),
+        # the old pattern (.NAME.<pid>.partial.SUFFIX) and the old short form
+        f".d.tif.{dead_pid}.partial.tif",
+        f".e.tif.biounet-tmp-{host}-{dead_pid}-0123abcd.tif",
+    ]
+    for name in look_alikes:
+        (tmp_path / name).write_text("someone's data")
+    folder = tmp_path / f".f.zarr.biounet-tmp-{host}-{dead_pid}-0123abcd-fedcba9876543210.zarr"
+    folder.mkdir()
+    (folder / "data").write_text("someone's data")
+    assert sweep(tmp_path) == [real]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*look_alikes, folder.name])
+    assert (folder / "data").read_text() == "someone's data"
+
+
+def test_temporary_names_are_fresh_and_never_taken(tmp_path, monkeypatch):
+    import biounet.io.atomic as atomic
+
+    tokens = iter(["00000000", "00000000", "11111111"])
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: next(tokens))
+    first = temp_path(tmp_path / "a.tif")
+    first.write_text("taken")
+    second = temp_path(tmp_path / "a.tif")  # the same token again: a new one is drawn
+    assert first != second and "-11111111-" in second.name and "-00000000-" in first.name
 
 
 def test_overwrite_publishes_even_when_another_writer_came_first(tmp_path, monkeypatch):

@@ -149,3 +149,74 @@ def test_bioimageio_test_passes(package):
         summary = test_model(folder / "m.zip")
     failed = [d.name for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
+
+
+def _export(*args):
+    return CliRunner().invoke(main, ["-q", "export-bioimageio", *map(str, args)])
+
+
+def _tree(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_export_never_replaces_or_writes_into_its_own_model(package, tmp_path):
+    _, folder = package
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "m.zip").write_bytes((folder / "m.zip").read_bytes())
+    with zipfile.ZipFile(work / "m.zip") as zf:
+        zf.extractall(work / "pkg")
+    before = _tree(work)
+    for model, out, message in (
+        (work / "m.zip", work / "m.zip", "is an input of this command"),
+        (work / "pkg", work / "pkg", "is an input of this command"),
+        (work / "pkg", work / "pkg" / "new.zip", "is inside"),
+        (work / "pkg" / "rdf.yaml", work / "pkg", "holds an input of this command"),
+    ):
+        r = _export("--model", model, "-o", out, "--overwrite")
+        assert r.exit_code == 1 and message in r.stderr and r.stderr.count("\n") == 1, r.output
+    assert _tree(work) == before
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--license", "not-a-licence"], "--license not-a-licence: not an SPDX licence id"),
+        (["--name", ""], "--name '': give a name of 1 to 128 characters"),
+        (["--name", "x" * 129], "give a name of 1 to 128 characters"),
+        (["--author", " "], "--author ' ': an author needs a name"),
+    ],
+)
+def test_export_refuses_bad_descriptions_before_any_work(package, tmp_path, args, message):
+    _, folder = package
+    r = _export("--model", folder / "m.pt", "-o", tmp_path / "x.zip", *args)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: --") and message in r.stderr, r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_makes_its_files_beside_the_output_never_in_tmpdir(package, tmp_path, monkeypatch):
+    """An export stopped half-way leaves nothing, neither in $TMPDIR nor beside the output."""
+    import tempfile
+
+    import bioimageio.spec
+
+    _, folder = package
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+
+    def stop(descr, output_path):
+        seen.extend(p.name for p in out.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bioimageio.spec, "save_bioimageio_package", stop)
+    r = _export("--model", folder / "m.pt", "-o", out / "m.zip")
+    assert r.exit_code == 1 and "interrupted" in r.stderr, r.output
+    assert any(n.startswith(".scratch.biounet-tmp-") for n in seen), seen  # made beside the output
+    assert list(out.iterdir()) == [] and list(tmpdir.iterdir()) == []

@@ -89,3 +89,49 @@ def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
     start = UNet(single.model).state_dict()  # the weights both runs started from
     assert any(not torch.equal(start[k], a["model_state"][k]) for k in start)
     assert not (tmp_path / "ddp" / "best.pt").exists()  # no validation set, no best
+
+
+LAUNCHED = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": "29500"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"),
+        ({**LAUNCHED, "MASTER_ADDR": ""}, "WORLD_SIZE=2 is set but MASTER_ADDR not"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two': not a non-negative integer"),
+        ({"RANK": "-1"}, "RANK='-1': not a non-negative integer"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0: must be at least 1"),
+        ({**LAUNCHED, "RANK": "2"}, "RANK=2: must be below WORLD_SIZE=2"),
+        ({**LAUNCHED, "MASTER_PORT": "http"}, "MASTER_PORT='http': not a non-negative"),
+    ],
+)
+def test_distributed_variables_without_a_launcher_are_refused(env, message):
+    from biounet.errors import BiounetError
+    from biounet.training.ddp import check_launch
+
+    with pytest.raises(BiounetError, match=message):
+        check_launch(env)
+
+
+def test_consistent_or_single_process_variables_pass():
+    from biounet.training.ddp import check_launch
+
+    for env in ({}, LAUNCHED, {"WORLD_SIZE": "1", "RANK": "0"}, {"LOCAL_RANK": "0"}):
+        check_launch(env)
+
+
+def test_train_with_a_stray_world_size_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from biounet.cli import main
+
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    r = CliRunner().invoke(
+        main, ["-q", "train", "--images", "x.tif", "--out", str(tmp_path / "run"), "--no-progress"]
+    )
+    assert r.exit_code == 1 and r.stderr.startswith("Error: WORLD_SIZE=4 is set but RANK"), r.output
+    assert r.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
