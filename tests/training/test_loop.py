@@ -15,7 +15,8 @@ from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.augment import AugmentConfig
 from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
-from biounet.training.loop import prepare_run, train
+from biounet.training.loop import train
+from biounet.training.run import prepare_run
 from biounet.training.runlog import read_log
 from biounet.training.tiles import TileDataset
 
