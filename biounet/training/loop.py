@@ -38,7 +38,7 @@ from biounet.inference.outputs import foreground_probability
 from biounet.inference.predictor import predict
 from biounet.network.checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from biounet.network.decision import DecisionRule
-from biounet.network.normalize import normalize
+from biounet.network.normalize import Normalization, fit_normalization, normalize
 from biounet.network.unet import UNet, first_mismatch
 from biounet.training import ddp
 from biounet.training.averaging import WeightAverage
@@ -195,6 +195,9 @@ class RunData:
         Their instance labels (``instance``) or separated object masks (``binary``).
     trivial : TrivialAnswer
         What the answer that ignores the image scores (the stall check).
+    normalization : Normalization
+        The run's grey-value scaling, fitted to the training images if its
+        mode is ``fit`` (what the model stores).
     """
 
     images: list[np.ndarray]
@@ -202,24 +205,36 @@ class RunData:
     val_images: list[np.ndarray]
     val_truth: list[np.ndarray]
     trivial: TrivialAnswer
+    normalization: Normalization
 
 
 def prepare_data(
     config: TrainConfig, run_dir: Path, pairs: tuple[list[Sample], list[Sample]]
 ) -> RunData:
-    """Normalise the training images and compute the targets (cached under ``run_dir/cache``)."""
+    """Normalise the training images and compute the targets (cached under ``run_dir/cache``).
+
+    Raises
+    ------
+    BiounetError
+        A ``fit`` normalisation on constant images.
+    """
     train_set, val_set = pairs
+    try:
+        norm = fit_normalization([s.image for s in train_set], config.normalization)
+    except ValueError as exc:
+        raise BiounetError(f"{config.data.images}: {exc}") from None
     targets = _targets(config, train_set, run_dir)
     if config.data.label_kind == "instance":
         val_truth = [s.instances for s in val_set]
     else:
         val_truth = [t.classes for t in _targets(config, val_set, run_dir)] if val_set else []
     return RunData(
-        images=[normalize(s.image, config.normalization) for s in train_set],
+        images=[normalize(s.image, norm) for s in train_set],
         targets=targets,
         val_images=[s.image for s in val_set],
         val_truth=val_truth,
         trivial=trivial_answer(targets, val_truth),
+        normalization=norm,
     )
 
 
@@ -259,9 +274,11 @@ class Trainee:
 
 
 def build_trainee(
-    config: TrainConfig, runtime: Runtime, run_dir: Path, resume: bool
+    config: TrainConfig, norm: Normalization, runtime: Runtime, run_dir: Path, resume: bool
 ) -> tuple[Trainee, int, dict[str, float]]:
     """A fresh network seeded with ``config.seed``, or the run's latest state when resuming.
+
+    `norm` is the run's normalisation (fitted: :attr:`RunData.normalization`).
 
     Returns
     -------
@@ -272,7 +289,7 @@ def build_trainee(
         The best validation so far (empty for a new run).
     """
     torch.manual_seed(config.seed)
-    model = UNet(config.model, config.normalization)
+    model = UNet(config.model, norm)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -443,7 +460,7 @@ def train(
     world, main = ddp.world_size(), ddp.rank() == 0
     pairs = data if data is not None else load_data(config)
     prepared = prepare_data(config, run_dir, pairs)
-    trainee, start, best = build_trainee(config, runtime, run_dir, resume)
+    trainee, start, best = build_trainee(config, prepared.normalization, runtime, run_dir, resume)
     elapsed = 0.0
     if main:  # a resumed run drops the records after its checkpoint; a restart keeps counting
         elapsed = truncate_log(run_dir, start) if resume else training_seconds(read_log(run_dir))
