@@ -24,6 +24,7 @@ stalled run from scratch with a new seed and a warm-up
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -106,6 +107,8 @@ def one_class_pixel_errors(truth: Sequence[np.ndarray]) -> tuple[float, float]:
     >>> one_class_pixel_errors([np.array([[0, 0, 0, 3]])])  # f = 1/4: 0.75 / 1.25
     (1.0, 0.6)
     """
+    if not truth:  # no validation images: nothing to compare with
+        return math.nan, math.nan
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for g in truth:
         groups.setdefault(g.shape, []).append((g > 0).astype(np.uint8))
