@@ -62,7 +62,7 @@ from biounet.training.schedule import LR_SCHEDULES
 @click.option("--input-size", type=int, help="Input tile per sample [572].")
 @click.option("--batch-size", type=int, help="Tiles per step [1].")
 @click.option("--iterations", type=int, help="Total steps (also extends a resumed run).")
-@click.option("--lr", type=float, help="SGD learning rate [0.003]; the peak, with a schedule.")
+@click.option("--lr", type=float, help="SGD learning rate [0.001]; the peak, with a schedule.")
 @click.option(
     "--lr-schedule",
     type=click.Choice(LR_SCHEDULES),

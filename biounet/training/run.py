@@ -387,9 +387,11 @@ def summary_line(summary: TrainSummary) -> str:
     best_text = f"; best validation at step {best['step']}: {scores}" if best else ""
     more = (
         f"; stopped before the end, continue with biounet train --resume {summary.run_dir}"
-        if summary.unfinished
+        if summary.unfinished and summary.stalled is None
         else ""
     )
+    if summary.stalled is not None:
+        more = f"; stalled on the trivial answer ({summary.stalled})"
     return (
         f"{summary.run_dir}: {summary.steps} steps, {summary.seconds / 60:.1f} min of training, "
         f"last loss {summary.last_loss:.4f}{best_text}{more}"

@@ -178,3 +178,14 @@ def test_no_check_before_stall_after_and_none_when_off(tmp_path, data):
         summary = run_training(cfg, tmp_path / name, runtime=make_runtime("cpu"))
         assert summary.stalled is None and summary.steps == 4
         assert not any("stall" in r or "restart" in r for r in read_log(tmp_path / name))
+
+
+def test_the_summary_line_says_a_run_stalled(tmp_path):
+    from biounet.training.loop import TrainSummary
+    from biounet.training.run import summary_line
+
+    summary = TrainSummary(tmp_path, 500, 60.0, 0.75, {}, True, "loss 0.7512 (...)")
+    assert summary_line(summary) == (
+        f"{tmp_path}: 500 steps, 1.0 min of training, last loss 0.7500; "
+        "stalled on the trivial answer (loss 0.7512 (...))"
+    )
