@@ -524,8 +524,6 @@ def train(
                     run_dir / LATEST, trainee.shipped, **trainee.state(step, best, config)
                 )
             if stall:
-                if main:
-                    log.warning(f"{run_dir}: stalled at step {step}: {stall}")
                 break
             if out_of_time:
                 if main:
@@ -534,6 +532,8 @@ def train(
                         f"at step {step}; continue with biounet train --resume {run_dir}"
                     )
                 break
+    if stall and main:  # after the progress bar has closed: a line of its own
+        log.warning(f"{run_dir}: stalled at step {step}: {stall}")
     if world > 1:  # leave together: gloo aborts a rank whose peer tears down first
         torch.distributed.barrier()
     return TrainSummary(

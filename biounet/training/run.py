@@ -228,7 +228,8 @@ def train_with_restarts(
         left = None if limit is None else limit - (time.perf_counter() - t0)
         if done >= config.stall_restarts or (left is not None and left <= 0):
             log.warning(
-                f"{run_dir}: still stalled after {done} restart(s); try another --lr or --seed"
+                f"{run_dir}: still stalled after {done} restart(s); for low-contrast images try "
+                "normalization: {mode: fit}, else another --lr or --seed"
             )
             return summary
         config = restart_run(config, run_dir, summary.steps, summary.stalled)

@@ -178,3 +178,26 @@ def test_one_command_runs_both_data_sets(tmp_path, pipeline, data, one_sequence)
     table = (tmp_path / "results.md").read_text()
     assert "| PhC-C2DH-U373 | u-net, paper" in table and "| DIC-C2DH-HeLa | u-net, paper" in table
     assert (tmp_path / "PhC-C2DH-U373/fold1/train/latest.pt").is_file()
+
+
+def test_stall_study_reports_the_inputs_the_start_and_short_runs(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "stall_study", REPO / "pipelines/ctc/stall_study.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    folder = write_ctc_dataset(tmp_path / "cells", "dic", sequences=1, frames=8, shape=(192, 192))
+    args = ["--data", str(folder), "--out", str(tmp_path / "o"), "--seeds", "1", "--crop", "188"]
+    text = study.main([*args, "--steps", "4", "--features", "4", "--input-size", "188"])
+    frames = [tifffile.imread(folder / "01" / f"t{t:03d}.tif") for t in (0, 2)]  # 4, 6 held out
+    crop = frames[0][:188, :188] / 255.0
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if "|" in line
+    }
+    assert float(rows["dtype range"][1]) == pytest.approx(crop.mean(), abs=5e-4, rel=0)
+    assert float(rows["dtype range"][2]) == pytest.approx(crop.std(), abs=5e-4, rel=0)
+    pixels = np.stack(frames).astype(np.float64)
+    scaled = (frames[0][:188, :188] - pixels.mean()) / pixels.std()
+    assert float(rows["fit (mean, std)"][1]) == pytest.approx(scaled.mean(), abs=5e-4, rel=0)
+    assert len(rows["fit (mean, std)"]) == 11  # the trained columns are there
+    assert (tmp_path / "o/fit/latest.pt").is_file() and (tmp_path / "o/dtype/latest.pt").is_file()
