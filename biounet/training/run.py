@@ -219,11 +219,15 @@ def train_with_restarts(
     seed and a warm-up (:func:`restart_run`), at most
     ``config.stall_restarts`` times over the run's life (restarts logged
     before a resume count too); the time limit covers all attempts of one
-    call. After the last restart a stalled run ends as it is, saying so.
+    call. After the last restart a stalled run ends as it is, saying so; under
+    ``torchrun`` it ends at the first stall.
     """
     limit, t0 = config.time_limit, time.perf_counter()
     summary = train(config, run_dir, runtime=runtime, resume=resume, progress=progress, data=data)
     while summary.stalled is not None:
+        if ddp.world_size() > 1:  # the ranks would have to agree on every restart
+            log.warning(f"{run_dir}: no restart under torchrun; start it again with another --seed")
+            return summary
         done = restart_count(run_dir)
         left = None if limit is None else limit - (time.perf_counter() - t0)
         if done >= config.stall_restarts or (left is not None and left <= 0):
@@ -247,6 +251,8 @@ def restart_count(run_dir: Path) -> int:
 def restart_run(config: TrainConfig, run_dir: Path, step: int, reason: str) -> TrainConfig:
     """Start a stalled run again from scratch in its folder; the new attempt's config.
 
+    One process only (:func:`train_with_restarts` makes no restarts under ``torchrun``).
+
     The checkpoints go, ``config.yaml`` records the new seed and warm-up
     (:func:`biounet.training.stall.restart_config`), and ``metrics.jsonl``
     keeps the stalled attempt's records followed by one ``restart`` record
@@ -255,29 +261,24 @@ def restart_run(config: TrainConfig, run_dir: Path, step: int, reason: str) -> T
     """
     new = restart_config(config)
     number = restart_count(run_dir) + 1
-    if ddp.rank() == 0:
-        for name in (LATEST, BEST):
-            (run_dir / name).unlink(missing_ok=True)
-        with atomic_output(run_dir / CONFIG_NAME, overwrite=True) as tmp:
-            tmp.write_text(dump_config(new))
-        append_log(
-            run_dir,
-            {
-                "step": step,
-                "restart": number,
-                "seed": new.seed,
-                "warmup": new.warmup,
-                "reason": reason,
-            },
-        )
-        log.warning(
-            f"{run_dir}: restart {number} of at most {config.stall_restarts} from scratch, "
-            f"seed {new.seed}, warm-up {new.warmup} steps"
-        )
-    if ddp.world_size() > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    for name in (LATEST, BEST):
+        (run_dir / name).unlink(missing_ok=True)
+    with atomic_output(run_dir / CONFIG_NAME, overwrite=True) as tmp:
+        tmp.write_text(dump_config(new))
+    append_log(
+        run_dir,
+        {
+            "step": step,
+            "restart": number,
+            "seed": new.seed,
+            "warmup": new.warmup,
+            "reason": reason,
+        },
+    )
+    log.warning(
+        f"{run_dir}: restart {number} of at most {config.stall_restarts} from scratch, "
+        f"seed {new.seed}, warm-up {new.warmup} steps"
+    )
     return new
 
 
