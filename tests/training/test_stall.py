@@ -189,3 +189,25 @@ def test_the_summary_line_says_a_run_stalled(tmp_path):
         f"{tmp_path}: 500 steps, 1.0 min of training, last loss 0.7500; "
         "stalled on the trivial answer (loss 0.7512 (...))"
     )
+
+
+def test_a_restarted_run_resumes_exactly_like_its_new_attempt_run_whole(tmp_path, data):
+    from dataclasses import replace
+
+    from biounet.training.loop import train
+    from biounet.training.run import prepare_run
+
+    cfg = small_config(data, lr=3.0, iterations=4, val_every=2, stall_after=4, stall_restarts=1)
+    run_training(cfg, tmp_path / "r", runtime=make_runtime("cpu"))  # stalls, restarts, stalls
+    recorded = load_config(tmp_path / "r" / "config.yaml")
+    assert (recorded.seed, recorded.warmup) == (1, 0)  # 4 // 5 = 0 warm-up steps
+    longer = replace(recorded, iterations=8, stall_after=0)
+    train(longer, tmp_path / "r", runtime=make_runtime("cpu"), resume=True)  # steps 5..8
+    prepare_run(longer, tmp_path / "whole")
+    train(longer, tmp_path / "whole", runtime=make_runtime("cpu"))  # the new attempt, 1..8
+    a = load_checkpoint(tmp_path / "r" / "latest.pt")["model_state"]
+    b = load_checkpoint(tmp_path / "whole" / "latest.pt")["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    first, second = split_attempts(read_log(tmp_path / "r"))
+    assert "restart" in first[-1]  # the stalled attempt's record is kept on resume
+    assert [r["step"] for r in second if "loss" in r] == list(range(1, 9))
