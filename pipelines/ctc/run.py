@@ -165,12 +165,18 @@ def split_sequence(data: Path, out: Path, sequence: str, test_count: int) -> tup
     return link_frames(train, out / "split", sequence), test
 
 
-def stage_train(config, images: Path, run: Path, val_count: int, runtime) -> Path:
-    """Train (or resume, or skip when finished) on the annotated frames in `images`."""
-    config = replace(
-        config,
-        data=DataConfig(images=str(images), label_kind="instance", val_count=val_count),
-    )
+def stage_train(
+    config, images: Path, run: Path, val_count: int, runtime, *, watch_training: bool = False
+) -> Path:
+    """Train (or resume, or skip when finished) on the annotated frames in `images`.
+
+    With `watch_training` (and ``val_count`` 0) the training frames themselves
+    are validated: nothing is chosen on them, but the stall check sees the run.
+    """
+    data = DataConfig(images=str(images), label_kind="instance", val_count=val_count)
+    if watch_training:
+        data = replace(data, val_images=str(images))
+    config = replace(config, data=data)
     step = finish_run(config, run, runtime=runtime, progress=True)
     log.info(f"train: {step} of {config.iterations} steps")
     return run
@@ -325,14 +331,17 @@ def run_folds(config, data: Path, out: Path, sequence: str, folds: int, val_coun
 
 
 def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runtime) -> Path:
-    """Train on all annotated frames (no validation: the folds chose) and store the rule.
+    """Train on all annotated frames with the folds' settings; store the folds' rule.
+
+    Nothing is chosen on the training frames; they are validated only so that
+    the stall check sees the run.
 
     ``final/model.pt`` is the last (averaged) weights with the folds' threshold
     and smallest object as its decision rule; ``final/rule.json`` holds the
     whole rule, watershed seeds included.
     """
     images = link_frames(frames, out / "data", sequence)
-    run = stage_train(config, images, out / "train", 0, runtime)
+    run = stage_train(config, images, out / "train", 0, runtime, watch_training=True)
     target = out / "model.pt"
     if not target.exists():
         model = load_model(run / LATEST)
@@ -340,8 +349,14 @@ def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runt
             rule["threshold"], rule["min_size"], f"val_seg on {len(frames)} frames by folds"
         )
         save_checkpoint(target, model)
-    (out / "rule.json").write_text(json.dumps(rule, indent=1) + "\n")
+    write_text(out / "rule.json", json.dumps(rule, indent=1) + "\n")
     return target
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a result file under a temporary name and rename it when complete."""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
 
 
 def folds_table(entries: list[dict]) -> str:
@@ -459,8 +474,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.folds:
         return entries[0] if not several else {"data_sets": entries}
     text = folds_table(entries) + f"\nMachine: {entries[0]['machine']}.\n"
-    (args.out / "results.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps(entries, indent=1) + "\n")
+    write_text(args.out / "results.md", text)
+    write_text(args.out / "results.json", json.dumps(entries, indent=1) + "\n")
     print(text)
     return entries[0] if not several else {"data_sets": entries}
 
@@ -480,7 +495,7 @@ def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
             "machine": machine,
         }
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(entry, indent=1) + "\n")
+        write_text(out / "results.json", json.dumps(entry, indent=1) + "\n")
         return entry
     if test_seq == train_seq:
         images, test = split_sequence(data, out, train_seq, args.test_count)
@@ -503,7 +518,7 @@ def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
         "train_minutes": training_seconds(records) / 60,
         "machine": machine,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     paper = f"{PAPER[name]:.4f}" if name in PAPER else "-"
     text = (
         "| data | entry | SEG | AP@0.5 | frames | objects per frame | steps | train time |\n"
@@ -515,7 +530,7 @@ def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
         f"{results['train_minutes']:.1f} min |\n"
         f"\nMachine: {results['machine']}.\n"
     )
-    (out / "results.md").write_text(text)
+    write_text(out / "results.md", text)
     print(text)
     return results
 
