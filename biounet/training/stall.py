@@ -6,8 +6,10 @@ frame). Its loss then stays at the loss of the best *constant* prediction,
 which the weight maps fix exactly: with ``W_c`` the summed weight of the
 pixels of class ``c`` and ``N`` the number of pixels, the constant answer
 ``p_c = W_c / W`` has the smallest weighted cross-entropy,
-``-sum_c W_c log(W_c / W) / N``. Its validation pixel error is the fraction
-of one class. A run is *stalled* at a validation step when both hold:
+``-sum_c W_c log(W_c / W) / N``. Its validation pixel error (``1 - F1`` of
+the object class) is 1 for all background and ``(1 - f) / (1 + f)`` for all
+foreground, ``f`` the objects' share of the pixels. A run is *stalled* at a
+validation step when both hold:
 
 1. the mean training loss over the second half of the steps so far is not
    below the constant answer's loss by more than :data:`LOSS_MARGIN` of it;
@@ -15,8 +17,8 @@ of one class. A run is *stalled* at a validation step when both hold:
    error of "all foreground" or "all background".
 
 Either alone is not enough: early in a healthy run the validation can still
-be trivial while the loss already falls, and a run whose loss falls may be
-slow to show it on the held-out images. The loop checks from
+be one class while the loss already falls, and a network that has not learned
+yet (a random one) need not give a one-class answer. The loop checks from
 ``TrainConfig.stall_after`` steps on; :mod:`biounet.training.run` restarts a
 stalled run from scratch with a new seed and a warm-up
 (:func:`restart_config`), at most ``TrainConfig.stall_restarts`` times.
