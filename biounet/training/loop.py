@@ -410,7 +410,7 @@ def validation_step(
     title = (
         f"{run_dir.name}: {config.model.features} features, lr {config.lr} ({config.lr_schedule})"
     )
-    plot_log(run_dir, title=title)
+    plot_log(run_dir, title=title, constant_loss=data.trivial.loss)
     return best, stall
 
 

@@ -14,6 +14,7 @@ the log matches the weights.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,13 @@ def append_log(run_dir: str | Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
-def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
-    """Write ``training.png``: training loss and validation errors against steps."""
+def plot_log(run_dir: str | Path, *, title: str = "", constant_loss: float | None = None) -> Path:
+    """Write ``training.png``: training loss and validation errors against steps.
+
+    Earlier, stalled attempts are drawn in grey, stalls as red dashed lines,
+    and `constant_loss` (the loss of the answer that ignores the image,
+    :func:`biounet.training.stall.constant_loss`) as a dotted line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,6 +141,8 @@ def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
             ax_loss.plot(*zip(*points, strict=True), lw=1, color="0.7", label=f"attempt {number}")
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, color="C0")
+    if constant_loss is not None and math.isfinite(constant_loss):
+        ax_loss.axhline(constant_loss, color="0.4", ls=":", lw=1, label="constant answer")
     stalls = [r for attempt in attempts for r in attempt if "stall" in r]
     for r in stalls:
         for ax in (ax_loss, ax_val):
@@ -151,6 +159,7 @@ def plot_log(run_dir: str | Path, *, title: str = "") -> Path:
     if len(attempts) > 1:
         restart = attempts[-2][-1]
         ax_loss.set_title(f"training loss (restart {restart['restart']}, seed {restart['seed']})")
+    if len(attempts) > 1 or constant_loss is not None:
         ax_loss.legend(fontsize=7)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("weighted cross-entropy")

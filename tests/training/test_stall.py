@@ -211,3 +211,38 @@ def test_a_restarted_run_resumes_exactly_like_its_new_attempt_run_whole(tmp_path
     first, second = split_attempts(read_log(tmp_path / "r"))
     assert "restart" in first[-1]  # the stalled attempt's record is kept on resume
     assert [r["step"] for r in second if "loss" in r] == list(range(1, 9))
+
+
+def test_the_plot_draws_the_stall_the_restart_and_the_constant_answer(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from biounet.training.runlog import plot_log
+
+    records = [
+        {"step": 2, "loss": 0.9},
+        {"step": 4, "loss": 0.8},
+        {"step": 4, "val_seg": 0.04, "val_pixel_error": 0.53},
+        {"step": 4, "stall": "flat"},
+        {"step": 4, "restart": 1, "seed": 1, "warmup": 1, "reason": "flat"},
+        {"step": 2, "loss": 0.7},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
+    plot_log(tmp_path, constant_loss=0.75)
+    loss_axes, val_axes = figures[0].axes
+    lines = {line.get_label(): line for line in loss_axes.get_lines()}
+    assert list(lines["attempt 1"].get_ydata()) == [0.9, 0.8]  # the stalled attempt, grey
+    assert list(lines["constant answer"].get_ydata()) == [0.75, 0.75]
+    stall_marks = [
+        ln
+        for ax in (loss_axes, val_axes)
+        for ln in ax.get_lines()
+        if ln.get_xdata()[0] == 4 and ln.get_linestyle() == "--"
+    ]
+    assert len(stall_marks) == 2  # the stall at step 4, on both panels
+    assert loss_axes.get_title() == "training loss (restart 1, seed 1)"
+    assert (tmp_path / "training.png").stat().st_size > 0
