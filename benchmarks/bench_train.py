@@ -183,7 +183,7 @@ def bench_step(
     from biounet.device import make_runtime
     from biounet.network.unet import UNet, UNetConfig
     from biounet.training.config import TrainConfig
-    from biounet.training.loop import TileDataset, _Indices
+    from biounet.training.loop import StepIndices, TileDataset
     from biounet.training.loss import weighted_cross_entropy
     from biounet.training.weight_map import weight_maps
 
@@ -196,7 +196,7 @@ def bench_step(
     loader = torch.utils.data.DataLoader(
         TileDataset(images, weight_maps(instances, cfg.weights), cfg),
         batch_size=1,
-        sampler=_Indices(0, steps + 2, 1, 0, 1),
+        sampler=StepIndices(0, steps + 2, 1, 0, 1),
         num_workers=cfg.workers,
         generator=torch.Generator(),
     )

@@ -90,7 +90,7 @@ from biounet.training.schedule import LR_SCHEDULES
 @click.option(
     "--lr",
     type=Number(float, 0, above=True),
-    help="SGD learning rate [0.003]; the peak, with a schedule.",
+    help="SGD learning rate [0.001]; the peak, with a schedule.",
 )
 @click.option(
     "--lr-schedule",

@@ -19,15 +19,18 @@ from __future__ import annotations
 import numpy as np
 
 from biounet.evaluation.isbi import pixel_error, rand_error, seg_measure
-from biounet.evaluation.matching import average_precision
+from biounet.evaluation.matching import average_precision, seg_score
 from biounet.evaluation.proposal import label_cells
 from biounet.evaluation.table import is_improvement
+from biounet.inference.instances import watershed_block
 from biounet.network.decision import DecisionRule
 
 #: Thresholds tried: 0.1, 0.15, ..., 0.9.
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 19))
 #: Smallest object sizes tried (pixels) at the best threshold.
 MIN_SIZES: tuple[int, ...] = (0, 16, 64, 256)
+#: Watershed seed levels tried to split touching cells (:func:`calibrate_split`).
+SEED_THRESHOLDS: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def objective(label_kind: str) -> str:
@@ -54,6 +57,16 @@ def components(probability: np.ndarray, threshold: float, min_size: int) -> np.n
         Labels 1..K per plane, 0 elsewhere.
     """
     labels = np.stack([label_cells(plane > threshold) for plane in probability])
+    return remove_small(labels, min_size)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Set objects of fewer than `min_size` pixels to 0, plane by plane, in place; `labels`.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (P, M, N), int
+    """
     if min_size > 0:
         for plane in labels:
             sizes = np.bincount(plane.ravel())
@@ -61,6 +74,75 @@ def components(probability: np.ndarray, threshold: float, min_size: int) -> np.n
             small[0] = True
             plane[small[plane]] = 0
     return labels
+
+
+def split_cells(
+    probability: np.ndarray, threshold: float, min_size: int, seed_threshold: float
+) -> np.ndarray:
+    """Objects of ``probability > threshold``, touching cells split by a seeded watershed.
+
+    The seeds are the 4-connected components of ``probability > seed_threshold``;
+    each floods ``1 - probability`` within the foreground (as ``biounet predict
+    --instances watershed``), then objects under `min_size` pixels are removed.
+
+    Parameters
+    ----------
+    probability : ndarray of shape (P, M, N)
+
+    Returns
+    -------
+    ndarray of shape (P, M, N), int64
+
+    Examples
+    --------
+    >>> p = np.array([[[0.9, 0.7, 0.6, 0.7, 0.9]]])  # two peaks joined above 0.5
+    >>> components(p, 0.5, 0)[0, 0].tolist(), split_cells(p, 0.5, 0, 0.8)[0, 0].tolist()
+    ([1, 1, 1, 1, 1], [1, 1, 1, 2, 2])
+    """
+    seeds = components(probability, seed_threshold, 0)
+    labels = np.stack(
+        [watershed_block(p, s, threshold) for p, s in zip(probability, seeds, strict=True)]
+    ).astype(np.int64)
+    return remove_small(labels, min_size)
+
+
+def calibrate_split(
+    probability: list[np.ndarray],
+    truth: list[np.ndarray],
+    rule: DecisionRule,
+    *,
+    seed_thresholds: tuple[float, ...] = SEED_THRESHOLDS,
+) -> tuple[float | None, float]:
+    """Whether splitting touching cells (a seeded watershed) raises SEG, and with which seeds.
+
+    Parameters
+    ----------
+    probability : list of ndarray of shape (M, N)
+        Foreground probability of held-out images of one size.
+    truth : list of ndarray of shape (M, N), int
+        Their instance labels.
+    rule : DecisionRule
+        The threshold and minimum size (from :func:`calibrate`).
+    seed_thresholds : tuple of float
+        Seed levels tried (those above the rule's threshold).
+
+    Returns
+    -------
+    seed_threshold : float or None
+        The best seed level, or None when plain components score as well.
+    seg : float
+        The pooled SEG of the images with that choice.
+    """
+    p, g = np.stack(probability), np.stack(truth)
+    best_seed = None
+    best = seg_score(components(p, rule.threshold, rule.min_size), g)
+    for seed in seed_thresholds:
+        if seed <= rule.threshold:
+            continue
+        value = seg_score(split_cells(p, rule.threshold, rule.min_size, seed), g)
+        if value > best:
+            best_seed, best = seed, value
+    return best_seed, best
 
 
 def calibrate(

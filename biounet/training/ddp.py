@@ -3,7 +3,7 @@
 ``torchrun --nproc-per-node N -m biounet train ...`` starts N processes; each
 calls :func:`setup` (NCCL on GPUs, one GPU per process; gloo on CPUs), wraps
 the model with :func:`wrap`, and draws the global samples ``(step * N + rank)
-* b ... + b - 1`` of the run (:class:`biounet.training.loop._Indices`): its own seed
+* b ... + b - 1`` of the run (:class:`biounet.training.loop.StepIndices`): its own seed
 stream and its own share of the sample sequence. Gradients are averaged over
 the ranks, so N ranks with batch b take the same steps as one process with
 batch N * b on the same samples. Only rank 0 validates and writes

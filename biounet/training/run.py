@@ -10,29 +10,25 @@ batch system's pre-emption) stops a run like Ctrl-C; the caller gets
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from biounet.device import Runtime
 from biounet.errors import BiounetError, OutOfMemory, is_out_of_memory
-from biounet.io.atomic import WriteError, atomic_output, os_error_message
+from biounet.io.atomic import WriteError, atomic_output, os_error_message, sweep
 from biounet.io.boundary import check_outputs
 from biounet.network.checkpoint import load_checkpoint
 from biounet.signals import terminate_as_interrupt
 from biounet.training import ddp
 from biounet.training.config import TrainConfig, dump_config, load_config
-from biounet.training.loop import (
-    CONFIG_NAME,
-    LATEST,
-    RECORD,
-    TrainSummary,
-    check_new_run,
-    discard_unstarted,
-    load_data,
-    prepare_run,
-    train,
-)
+from biounet.training.loop import BEST, CONFIG_NAME, LATEST, TrainSummary, load_data, train
+from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, read_log
+from biounet.training.stall import restart_config
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +165,7 @@ def run_training(
         dist.barrier()
     try:
         with terminate_as_interrupt(quiet_children=True):
-            return train(
+            return train_with_restarts(
                 config, run_dir, runtime=runtime, resume=resume, progress=progress, data=data
             )
     except BaseException as exc:
@@ -184,6 +180,179 @@ def run_training(
         if is_out_of_memory(exc):  # MemoryError, torch's "out of memory" RuntimeError
             raise OutOfMemory(str(run_dir), _continue(run_dir)) from None
         raise
+
+
+#: The files of a run's record; ``--overwrite`` removes them (and only them).
+RECORD = (CONFIG_NAME, LATEST, BEST, LOG_NAME, PLOT_NAME)
+
+
+def check_new_run(run_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Check, without creating anything, that a new run can start in `run_dir`.
+
+    Raises
+    ------
+    BiounetError
+        A file where the folder should be, a non-empty folder without
+        `overwrite`, or a folder that cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BiounetError(f"{run_dir}: is a file, not a run folder; choose another --out")
+    if run_dir.is_dir():
+        sweep(run_dir)
+        if any(run_dir.iterdir()) and not overwrite:
+            raise BiounetError(
+                f"{run_dir}: folder is not empty (resume with --resume {run_dir}, "
+                "start over with --overwrite, or choose another --out)"
+            )
+        if not os.access(run_dir, os.W_OK):
+            raise BiounetError(f"{run_dir}: folder is not writable")
+        return run_dir
+    parent = next((p for p in run_dir.absolute().parents if p.exists()), Path("/"))
+    if not parent.is_dir():
+        raise BiounetError(f"{run_dir}: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK):
+        raise BiounetError(f"{run_dir}: cannot create the folder, {parent} is not writable")
+    return run_dir
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, *, overwrite: bool = False) -> bool:
+    """Create a new run folder holding ``config.yaml``; check the data first.
+
+    With `overwrite` a non-empty folder is allowed and the previous run's
+    record (:data:`RECORD`) is removed, so the new run starts a clean log;
+    other files are left alone. ``config.yaml`` is created exclusively: of
+    two runs started in one folder at once, one is refused.
+
+    Returns
+    -------
+    bool
+        Whether the folder was created (and may be removed again if the run
+        fails before its first checkpoint).
+
+    Raises
+    ------
+    BiounetError
+        A file where the folder should be, a non-empty folder without
+        `overwrite`, a folder that cannot be created or written.
+    """
+    run_dir = check_new_run(run_dir, overwrite=overwrite)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in RECORD:
+                (run_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise BiounetError(os_error_message(exc, run_dir)) from None
+    try:
+        with atomic_output(run_dir / CONFIG_NAME, overwrite=False) as tmp:
+            tmp.write_text(dump_config(config))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+    return created
+
+
+def discard_unstarted(run_dir: Path, created: bool, *, fresh: bool | None = None) -> None:
+    """Remove the record of a new run that failed before its first checkpoint.
+
+    Such a run has nothing to resume from; removing it lets the corrected
+    command start in the same folder. Its weight-map cache goes too if the
+    folder was `fresh` (made by this run, or empty before it: the cache is
+    then this run's own; default: `created`). The folder itself goes if this
+    run created it and nothing else is in it.
+    """
+    if (run_dir / LATEST).exists():
+        return
+    for name in RECORD:
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink(missing_ok=True)
+    if created if fresh is None else fresh:
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    if created:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+
+
+def train_with_restarts(
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    runtime: Runtime,
+    resume: bool,
+    progress: bool,
+    data: tuple[list, list],
+) -> TrainSummary:
+    """:func:`biounet.training.loop.train`, restarted from scratch when it stalls.
+
+    A stalled run (:mod:`biounet.training.stall`) starts again with a new
+    seed and a warm-up (:func:`restart_run`), at most
+    ``config.stall_restarts`` times over the run's life (restarts logged
+    before a resume count too); the time limit covers all attempts of one
+    call. After the last restart a stalled run ends as it is, saying so; under
+    ``torchrun`` it ends at the first stall.
+    """
+    limit, t0 = config.time_limit, time.perf_counter()
+    summary = train(config, run_dir, runtime=runtime, resume=resume, progress=progress, data=data)
+    while summary.stalled is not None:
+        if ddp.world_size() > 1:  # the ranks would have to agree on every restart
+            log.warning(f"{run_dir}: no restart under torchrun; start it again with another --seed")
+            return summary
+        done = restart_count(run_dir)
+        left = None if limit is None else limit - (time.perf_counter() - t0)
+        if done >= config.stall_restarts or (left is not None and left <= 0):
+            log.warning(
+                f"{run_dir}: still stalled after {done} restart(s); for low-contrast images try "
+                "normalization: {mode: fit}, else another --lr or --seed"
+            )
+            return summary
+        config = restart_run(config, run_dir, summary.steps, summary.stalled)
+        summary = train(
+            config, run_dir, runtime=runtime, progress=progress, data=data, time_limit=left
+        )
+    return summary
+
+
+def restart_count(run_dir: Path) -> int:
+    """How often the run in `run_dir` was restarted after a stall (its ``restart`` records)."""
+    return sum(1 for r in read_log(run_dir) if "restart" in r)
+
+
+def restart_run(config: TrainConfig, run_dir: Path, step: int, reason: str) -> TrainConfig:
+    """Start a stalled run again from scratch in its folder; the new attempt's config.
+
+    One process only (:func:`train_with_restarts` makes no restarts under ``torchrun``).
+
+    The checkpoints go, ``config.yaml`` records the new seed and warm-up
+    (:func:`biounet.training.stall.restart_config`), and ``metrics.jsonl``
+    keeps the stalled attempt's records followed by one ``restart`` record
+    (``{"step", "restart", "seed", "warmup", "reason"}``), after which the
+    new attempt's records start again at step 1.
+    """
+    new = restart_config(config)
+    number = restart_count(run_dir) + 1
+    for name in (LATEST, BEST):
+        (run_dir / name).unlink(missing_ok=True)
+    with atomic_output(run_dir / CONFIG_NAME, overwrite=True) as tmp:
+        tmp.write_text(dump_config(new))
+    append_log(
+        run_dir,
+        {
+            "step": step,
+            "restart": number,
+            "seed": new.seed,
+            "warmup": new.warmup,
+            "reason": reason,
+        },
+    )
+    log.warning(
+        f"{run_dir}: restart {number} of at most {config.stall_restarts} from scratch, "
+        f"seed {new.seed}, warm-up {new.warmup} steps"
+    )
+    return new
 
 
 #: What a resumed run may change: when it stops, how often it reports, and what
@@ -216,8 +385,8 @@ def changed_settings(saved: TrainConfig, config: TrainConfig) -> list[str]:
 
     Examples
     --------
-    >>> changed_settings(TrainConfig(), TrainConfig(lr=0.01, iterations=5))
-    ['lr: 0.003 -> 0.01']
+    >>> changed_settings(TrainConfig(lr=0.001), TrainConfig(lr=0.01, iterations=5))
+    ['lr: 0.001 -> 0.01']
     """
     old, new = _flat(saved.to_dict()), _flat(config.to_dict())
     return [
@@ -237,7 +406,7 @@ def check_resume(config: TrainConfig, run_dir: str | Path, *, accept_changes: bo
     Returns
     -------
     str
-        The changed settings (``"lr: 0.003 -> 0.01; ..."``), empty if none.
+        The changed settings (``"lr: 0.001 -> 0.01; ..."``), empty if none.
 
     Raises
     ------
@@ -345,9 +514,11 @@ def summary_line(summary: TrainSummary) -> str:
     best_text = f"; best validation at step {best['step']}: {scores}" if best else ""
     more = (
         f"; stopped before the end, continue with biounet train --resume {summary.run_dir}"
-        if summary.unfinished
+        if summary.unfinished and summary.stalled is None
         else ""
     )
+    if summary.stalled is not None:
+        more = f"; stalled on the trivial answer ({summary.stalled})"
     return (
         f"{summary.run_dir}: {summary.steps} steps, {summary.seconds / 60:.1f} min of training, "
         f"last loss {summary.last_loss:.4f}{best_text}{more}"

@@ -19,6 +19,19 @@ skipped when its output exists (an interrupted run resumes where it stopped):
 
 With a single sequence, ``--test`` equal to ``--train`` holds out the last
 ``--test-count`` annotated frames of it instead.
+
+``--folds K`` is the protocol that cannot choose on the frames it scores
+(leave-frames-out): the annotated frames of ``--train`` are cut into K
+contiguous blocks; for each block a network is trained on the other frames
+(its own last ``--val-count`` of them validating and choosing ``best.pt``)
+and predicts the block's probabilities (``foldI/``). The decision rule
+(threshold, smallest object, splitting touching cells) that scores block I is
+calibrated on the other blocks' out-of-fold probabilities only, so no frame
+is both trained on or calibrated on and scored; the table reports the mean and
+spread of SEG over the blocks. The rule calibrated on all blocks, and a model
+trained on all frames with the same settings (``final/``), are what ships.
+Several ``--data`` folders run one after the other, each under
+``--out/<name>``, into one table.
 """
 
 from __future__ import annotations
@@ -36,13 +49,16 @@ import numpy as np
 import tifffile
 import torch
 
+from biounet import predict
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.inference.segmentation import segment
 from biounet.io.atomic import atomic_output
-from biounet.network.checkpoint import load_checkpoint
+from biounet.network.checkpoint import load_checkpoint, save_checkpoint
+from biounet.network.decision import DecisionRule
 from biounet.network.unet import load_model
+from biounet.training.calibrate import calibrate, calibrate_split, components, split_cells
 from biounet.training.config import DataConfig, load_config
 from biounet.training.loop import BEST, LATEST
 from biounet.training.run import finish_run
@@ -51,6 +67,8 @@ from biounet.training.runlog import read_log, training_seconds
 HERE = Path(__file__).resolve().parent
 #: Table 2 of the paper: SEG of u-net (2015) on the challenge's test sequences.
 PAPER = {"PhC-C2DH-U373": 0.9203, "DIC-C2DH-HeLa": 0.7756}
+#: Short names (``--dataset``) and the words that identify a data set in its folder or README.
+DATASETS = {"u373": "PhC-C2DH-U373", "hela": "DIC-C2DH-HeLa"}
 GT_NAME = re.compile(r"^man_seg_?(\d+)\.tiff?$")
 log = logging.getLogger("ctc")
 
@@ -76,6 +94,66 @@ def gold_truth_frames(data: Path, sequence: str) -> list[tuple[Path, Path, int]]
     return out
 
 
+def detect_dataset(data: Path, given: str | None = None) -> str | None:
+    """The challenge's name of a data set: `given` (u373, hela), else from the folder or README.
+
+    The folder's name decides first (``PhC-C2DH-U373``, ``ctc-u373``, ``hela`` ...),
+    then the first line of its ``README.md``; None when neither names U373 or HeLa.
+    """
+    if given:
+        return DATASETS[given.lower()]
+    texts = [data.resolve().name]
+    readme = data / "README.md"
+    if readme.is_file():
+        texts.append(readme.read_text(errors="replace").split("\n", 1)[0])
+    for text in texts:
+        found = [name for short, name in DATASETS.items() if short in text.lower()]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def annotated_sequences(data: Path) -> list[str]:
+    """The sequences of a CTC folder that have gold truth (``NN_GT/SEG``), sorted."""
+    return sorted(
+        p.name[:-3]
+        for p in data.glob("*_GT")
+        if (p / "SEG").is_dir() and (data / p.name[:-3]).is_dir()
+    )
+
+
+def fold_blocks(count: int, folds: int) -> list[list[int]]:
+    """Indices ``0 .. count-1`` cut into `folds` contiguous blocks of (nearly) equal size.
+
+    Neighbouring frames of a time-lapse are alike, so a block of consecutive
+    frames is held out together.
+
+    Examples
+    --------
+    >>> fold_blocks(9, 3), fold_blocks(10, 3)
+    ([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    """
+    if not 2 <= folds <= count:
+        raise SystemExit(f"Error: --folds {folds}: need 2 to {count} (the annotated frames)")
+    edges = np.linspace(0, count, folds + 1).round().astype(int)
+    sizes = np.diff(edges)
+    sizes = np.sort(sizes)[::-1]  # larger blocks first: 4, 3, 3 for 10 frames
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+
+def link_frames(frames: list, folder: Path, sequence: str) -> Path:
+    """A CTC-layout folder of symbolic links to `frames`; the sequence folder in it."""
+    images, seg = folder / sequence, folder / f"{sequence}_GT" / "SEG"
+    images.mkdir(parents=True, exist_ok=True)
+    seg.mkdir(parents=True, exist_ok=True)
+    for frame, gt, _ in frames:
+        for src, dst in ((frame, images / frame.name), (gt, seg / gt.name)):
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+    return images
+
+
 def split_sequence(data: Path, out: Path, sequence: str, test_count: int) -> tuple[Path, list]:
     """Hold out the last `test_count` annotated frames of one sequence (single-sequence data)."""
     frames = gold_truth_frames(data, sequence)
@@ -84,23 +162,21 @@ def split_sequence(data: Path, out: Path, sequence: str, test_count: int) -> tup
             f"{sequence}: {len(frames)} annotated frames, cannot hold out {test_count}"
         )
     train, test = frames[:-test_count], frames[-test_count:]
-    folder = out / "split" / sequence
-    seg = out / "split" / f"{sequence}_GT" / "SEG"
-    seg.mkdir(parents=True, exist_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    for frame, gt, _ in train:
-        for src, dst in ((frame, folder / frame.name), (gt, seg / gt.name)):
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
-    return folder, test
+    return link_frames(train, out / "split", sequence), test
 
 
-def stage_train(config, images: Path, run: Path, val_count: int, runtime) -> Path:
-    """Train (or resume, or skip when finished) on the annotated frames in `images`."""
-    config = replace(
-        config,
-        data=DataConfig(images=str(images), label_kind="instance", val_count=val_count),
-    )
+def stage_train(
+    config, images: Path, run: Path, val_count: int, runtime, *, watch_training: bool = False
+) -> Path:
+    """Train (or resume, or skip when finished) on the annotated frames in `images`.
+
+    With `watch_training` (and ``val_count`` 0) the training frames themselves
+    are validated: nothing is chosen on them, but the stall check sees the run.
+    """
+    data = DataConfig(images=str(images), label_kind="instance", val_count=val_count)
+    if watch_training:
+        data = replace(data, val_images=str(images))
+    config = replace(config, data=data)
     step = finish_run(config, run, runtime=runtime, progress=True)
     log.info(f"train: {step} of {config.iterations} steps")
     return run
@@ -148,15 +224,220 @@ def stage_score(predictions: Path, test: list) -> dict:
     }
 
 
+def stage_probabilities(run: Path, frames: list, folder: Path, runtime) -> list[np.ndarray]:
+    """Foreground probabilities of `frames` by the run's model, kept as ``probNNN.tif``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = None
+    out = []
+    for frame, _, t in frames:
+        target = folder / f"prob{t:03d}.tif"
+        if not target.exists():
+            if model is None:
+                model = load_model(run / BEST if (run / BEST).exists() else run / LATEST)
+            prob = predict(tifffile.imread(frame), model, runtime=runtime)[0, 1]
+            with atomic_output(target, overwrite=False, inputs=[frame]) as tmp:
+                tifffile.imwrite(tmp, prob.astype(np.float32))
+        out.append(tifffile.imread(target))
+    return out
+
+
+def rule_labels(prob: np.ndarray, rule: dict) -> np.ndarray:
+    """Instance labels (P, M, N) of probabilities (P, M, N) under a calibrated rule (a dict)."""
+    if rule["seed_threshold"] is None:
+        return components(prob, rule["threshold"], rule["min_size"])
+    return split_cells(prob, rule["threshold"], rule["min_size"], rule["seed_threshold"])
+
+
+def calibrate_rule(probs: list[np.ndarray], truth: list[np.ndarray]) -> dict:
+    """Threshold, smallest object and watershed seeds (or none) chosen for SEG on these frames."""
+    rule, _ = calibrate(probs, truth, "instance")
+    seed, seg = calibrate_split(probs, truth, rule)
+    return {
+        "threshold": rule.threshold,
+        "min_size": rule.min_size,
+        "seed_threshold": seed,
+        "seg_on_calibration_frames": seg,
+    }
+
+
+def score_labels(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Pooled SEG, AP at IoU 0.5 and objects per frame of labels (P, M, N) against the truth."""
+    ap = [
+        average_precision(x, g, iou_thresholds=(0.5,))[0.5]
+        for x, g in zip(labels, truth, strict=True)
+    ]
+    return {
+        "seg": float(seg_score(labels, truth)),
+        "ap50": float(np.mean(ap)),
+        "objects_per_frame": [int(np.unique(x[x > 0]).size) for x in labels],
+    }
+
+
+def run_folds(config, data: Path, out: Path, sequence: str, folds: int, val_count: int, runtime):
+    """Leave-frames-out: train per block, calibrate on the other blocks, score the block.
+
+    Returns
+    -------
+    dict
+        Per fold: the frames, the rule (chosen on the other folds), its
+        scores, the steps and minutes; the mean and standard deviation of SEG;
+        the rule calibrated on all folds; the final model's path.
+    """
+    frames = gold_truth_frames(data, sequence)
+    blocks = fold_blocks(len(frames), folds)
+    probs, truth, runs = [], [], []
+    for i, block in enumerate(blocks):
+        held = set(block)
+        rest = [f for j, f in enumerate(frames) if j not in held]
+        if val_count >= len(rest):
+            raise SystemExit(
+                f"Error: --val-count {val_count}: fold {i} trains on {len(rest)} frames"
+            )
+        images = link_frames(rest, out / f"fold{i}" / "data", sequence)
+        run = stage_train(config, images, out / f"fold{i}" / "train", val_count, runtime)
+        test = [frames[j] for j in block]
+        probs.append(stage_probabilities(run, test, out / f"fold{i}" / "probabilities", runtime))
+        truth.append([tifffile.imread(gt) for _, gt, _ in test])
+        runs.append(run)
+    results = []
+    for i, block in enumerate(blocks):
+        others = [j for j in range(len(blocks)) if j != i]
+        rule = calibrate_rule(
+            [p for j in others for p in probs[j]], [g for j in others for g in truth[j]]
+        )
+        scores = score_labels(rule_labels(np.stack(probs[i]), rule), np.stack(truth[i]))
+        records = read_log(runs[i])
+        results.append(
+            {
+                "fold": i,
+                "frames": [frames[j][2] for j in block],
+                "rule": rule,
+                **scores,
+                "steps": load_checkpoint(runs[i] / LATEST)["train_state"]["step"],
+                "train_minutes": training_seconds(records) / 60,
+                "stalled": any("stall" in r for r in records),
+            }
+        )
+    segs = [r["seg"] for r in results]
+    final_rule = calibrate_rule([p for ps in probs for p in ps], [g for gs in truth for g in gs])
+    final = stage_final(config, frames, out / "final", sequence, final_rule, runtime)
+    return {
+        "folds": results,
+        "seg_mean": float(np.mean(segs)),
+        "seg_std": float(np.std(segs, ddof=1)) if len(segs) > 1 else 0.0,
+        "rule": final_rule,
+        "final_model": str(final),
+    }
+
+
+def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runtime) -> Path:
+    """Train on all annotated frames with the folds' settings; store the folds' rule.
+
+    Nothing is chosen on the training frames; they are validated only so that
+    the stall check sees the run.
+
+    ``final/model.pt`` is the last (averaged) weights with the folds' threshold
+    and smallest object as its decision rule; ``final/rule.json`` holds the
+    whole rule, watershed seeds included.
+    """
+    images = link_frames(frames, out / "data", sequence)
+    run = stage_train(config, images, out / "train", 0, runtime, watch_training=True)
+    target = out / "model.pt"
+    if not target.exists():
+        model = load_model(run / LATEST)
+        model.decision = DecisionRule(
+            rule["threshold"], rule["min_size"], f"val_seg on {len(frames)} frames by folds"
+        )
+        save_checkpoint(target, model)
+    write_text(out / "rule.json", json.dumps(rule, indent=1) + "\n")
+    return target
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a result file under a temporary name and rename it when complete."""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+
+
+def folds_table(entries: list[dict]) -> str:
+    """The results table of fold runs: per data set the paper's row and ours (mean ± std)."""
+    lines = [
+        "| data | entry | SEG | AP@0.5 | frames | objects per frame | steps | train time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        name, paper = e["data"], e["paper_seg"]
+        paper_text = f"{paper:.4f}" if paper is not None else "-"
+        lines.append(
+            f"| {name} | u-net, paper (Table 2, challenge test set) | {paper_text} |"
+            " - | - | - | - | - |"
+        )
+        folds = e["folds"]
+        k = len(folds)
+        lines.append(
+            f"| {name} | biounet, {k} folds of sequence {e['train_sequence']}, mean ± std | "
+            f"{e['seg_mean']:.4f} ± {e['seg_std']:.4f} | "
+            f"{np.mean([f['ap50'] for f in folds]):.3f} | {sum(len(f['frames']) for f in folds)} | "
+            f"- | {int(np.mean([f['steps'] for f in folds]))} per fold | "
+            f"{sum(f['train_minutes'] for f in folds):.1f} min |"
+        )
+        for f in folds:
+            rule = f["rule"]
+            split = f", split at {rule['seed_threshold']:g}" if rule["seed_threshold"] else ""
+            lines.append(
+                f"| {name} | fold {f['fold']}: frames {', '.join(map(str, f['frames']))} "
+                f"(threshold {rule['threshold']:g}, min size {rule['min_size']}{split}"
+                f"{'; stalled' if f['stalled'] else ''}) | {f['seg']:.4f} | {f['ap50']:.3f} | "
+                f"{len(f['frames'])} | {', '.join(map(str, f['objects_per_frame']))} | "
+                f"{f['steps']} | {f['train_minutes']:.1f} min |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def default_sequences(data: Path, train: str | None, test: str | None, folds: int):
+    """The sequence to train on and the one to score (None with folds), checked."""
+    found = annotated_sequences(data)
+    if train is None:
+        if not found:
+            gold_truth_frames(data, "01")  # the one-line error for a folder without gold truth
+        train = "01" if "01" in found else found[0]
+    if folds:
+        return train, None
+    if test is None:
+        others = [s for s in found if s != train]
+        if not others:
+            raise SystemExit(
+                f"Error: {data}: only sequence {train} has gold truth; use --folds K, "
+                f"or --test {train} --test-count N"
+            )
+        test = others[0]
+    return train, test
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        description="Train on a Cell Tracking Challenge data set, predict held-out frames and "
+        description="Train on Cell Tracking Challenge data sets, predict held-out frames and "
         "score them with SEG next to the paper's Table 2."
     )
-    parser.add_argument("--data", type=Path, required=True, help="CTC data set folder")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="CTC data set folder(s)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/ctc"), help="output folder")
-    parser.add_argument("--train", default="01", help="sequence to train on (default 01)")
-    parser.add_argument("--test", default="02", help="sequence to score (default 02)")
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        help="which of Table 2's data sets (default: from the folder's name or README)",
+    )
+    parser.add_argument(
+        "--train", help="sequence to train on (default 01, or the one with gold truth)"
+    )
+    parser.add_argument("--test", help="sequence to score (default: the other sequence)")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="leave-frames-out: K blocks of the --train sequence's annotated frames (default off)",
+    )
     parser.add_argument(
         "--test-count",
         type=int,
@@ -173,47 +454,83 @@ def main(argv: list[str] | None = None) -> dict:
         "--config", type=Path, default=HERE / "config.yaml", help="training configuration"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--time-limit", help="training budget of this call, e.g. 45m, 1h")
+    parser.add_argument("--time-limit", help="training budget of each training, e.g. 45m, 1h")
+    parser.add_argument("--iterations", type=int, help="training steps (default: the config's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.dataset and len(args.data) > 1:
+        raise SystemExit("Error: --dataset: names the data set of a single --data folder")
     runtime = make_runtime(args.device)
     config = load_config(args.config)
     if args.time_limit:
         config = replace(config, time_limit=args.time_limit)
-    if args.test == args.train:
-        images, test = split_sequence(args.data, args.out, args.train, args.test_count)
+    if args.iterations:
+        config = replace(config, iterations=args.iterations)
+    several = len(args.data) > 1
+    entries = []
+    for data in args.data:
+        out = args.out / data.resolve().name if several else args.out
+        entries.append(run_data_set(args, config, data, out, runtime))
+    if not args.folds:
+        return entries[0] if not several else {"data_sets": entries}
+    text = folds_table(entries) + f"\nMachine: {entries[0]['machine']}.\n"
+    write_text(args.out / "results.md", text)
+    write_text(args.out / "results.json", json.dumps(entries, indent=1) + "\n")
+    print(text)
+    return entries[0] if not several else {"data_sets": entries}
+
+
+def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
+    """Train, predict and score one data set: folds, or a train/test split."""
+    name = detect_dataset(data, args.dataset)
+    train_seq, test_seq = default_sequences(data, args.train, args.test, args.folds)
+    machine = f"{platform.machine()}, {runtime.describe()}, torch {torch.__version__}"
+    if args.folds:
+        results = run_folds(config, data, out, train_seq, args.folds, args.val_count, runtime)
+        entry = {
+            "data": name or data.resolve().name,
+            "paper_seg": PAPER.get(name),
+            "train_sequence": train_seq,
+            **results,
+            "machine": machine,
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "results.json", json.dumps(entry, indent=1) + "\n")
+        return entry
+    if test_seq == train_seq:
+        images, test = split_sequence(data, out, train_seq, args.test_count)
     else:
-        images, test = args.data / args.train, gold_truth_frames(args.data, args.test)
-        gold_truth_frames(args.data, args.train)  # fail early on a missing GT folder
-    run = stage_train(config, images, args.out / "train", args.val_count, runtime)
-    predictions = stage_predict(run, test, args.out, runtime)
+        images, test = data / train_seq, gold_truth_frames(data, test_seq)
+        gold_truth_frames(data, train_seq)  # fail early on a missing GT folder
+    run = stage_train(config, images, out / "train", args.val_count, runtime)
+    predictions = stage_predict(run, test, out, runtime)
     scores = stage_score(predictions, test)
     records = read_log(run)
-    name = args.data.resolve().name
+    label = name or data.resolve().name
     finished = load_checkpoint(run / LATEST)["train_state"]["step"]
     results = {
-        "data": name,
+        "data": label,
         "paper_seg": PAPER.get(name),
         **scores,
-        "train_sequence": args.train,
-        "test_sequence": args.test,
+        "train_sequence": train_seq,
+        "test_sequence": test_seq,
         "steps": finished,
         "train_minutes": training_seconds(records) / 60,
-        "machine": f"{platform.machine()}, {runtime.describe()}, torch {torch.__version__}",
+        "machine": machine,
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     paper = f"{PAPER[name]:.4f}" if name in PAPER else "-"
     text = (
         "| data | entry | SEG | AP@0.5 | frames | objects per frame | steps | train time |\n"
         "|---|---|---|---|---|---|---|---|\n"
-        f"| {name} | u-net, paper (Table 2, challenge test set) | {paper} | - | - | - | - | - |\n"
-        f"| {name} | biounet, sequence {args.test} | {scores['seg']:.4f} | "
+        f"| {label} | u-net, paper (Table 2, challenge test set) | {paper} | - | - | - | - | - |\n"
+        f"| {label} | biounet, sequence {test_seq} | {scores['seg']:.4f} | "
         f"{scores['ap']['0.50']:.3f} | {scores['frames']} | "
         f"{', '.join(map(str, scores['objects_per_frame']))} | {finished} | "
         f"{results['train_minutes']:.1f} min |\n"
         f"\nMachine: {results['machine']}.\n"
     )
-    (args.out / "results.md").write_text(text)
+    write_text(out / "results.md", text)
     print(text)
     return results
 

@@ -39,7 +39,8 @@ from biounet.inference.segmentation import predict
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet
 from biounet.training.config import TrainConfig
-from biounet.training.loop import LATEST, load_data, prepare_run, train
+from biounet.training.loop import LATEST, load_data, train
+from biounet.training.run import prepare_run
 from biounet.training.runlog import read_log, training_seconds
 
 log = logging.getLogger("recipe_study")

@@ -26,6 +26,9 @@ from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.config import DataConfig, TrainConfig, dump_config
 
+#: The learning rate a config without one trains with (the "good" config of the table).
+DEFAULT_LR = TrainConfig().lr
+
 MODEL = ["--model", "model.pt", "--tile-size", "116", "--no-progress"]
 TRAIN = ["--images", "cells.tif", "--labels", "cells_labels.tif", "--label-kind", "instance"]
 TRAIN_CFG = ["--no-progress", "--device", "cpu"]
@@ -336,7 +339,7 @@ CASES = [
         "resume-edited-config",
         "train --resume editedrun",
         1,
-        "lr is 0.003 in latest.pt, not 0.01 (start a new run with --out to change them, "
+        f"lr is {DEFAULT_LR:g} in latest.pt, not 0.01 (start a new run with --out to change them, "
         "or continue anyway with --accept-changes)",
         (),
     ),
@@ -344,7 +347,7 @@ CASES = [
         "resume-two-changes",
         "train --resume editedrun --momentum 0.9",
         1,
-        "lr is 0.003 in latest.pt, not 0.01; momentum is 0.99 in latest.pt, not 0.9",
+        f"lr is {DEFAULT_LR:g} in latest.pt, not 0.01; momentum is 0.99 in latest.pt, not 0.9",
         (),
     ),
     ("resume-damaged-state", "train --resume donerun", 1, "latest.pt: damaged training", ()),

@@ -80,3 +80,124 @@ def test_missing_gold_truth_is_one_clear_line(tmp_path, pipeline):
     (tmp_path / "01").mkdir()
     with pytest.raises(SystemExit, match="01_GT/SEG: not found"):
         pipeline.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--test", "01"])
+
+
+@pytest.mark.parametrize("count", range(2, 13))
+def test_fold_blocks_partition_the_frames_into_contiguous_blocks(pipeline, count):
+    for folds in range(2, count + 1):
+        blocks = pipeline.fold_blocks(count, folds)
+        assert len(blocks) == folds
+        assert sorted(i for b in blocks for i in b) == list(range(count))  # each frame once
+        assert all(b == list(range(b[0], b[-1] + 1)) for b in blocks)  # consecutive frames
+        sizes = [len(b) for b in blocks]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_too_many_folds_is_one_line(pipeline):
+    with pytest.raises(SystemExit, match="Error: --folds 5: need 2 to 4"):
+        pipeline.fold_blocks(4, 5)
+
+
+def test_the_data_set_is_found_by_folder_readme_or_option(tmp_path, pipeline):
+    for name, want in (("PhC-C2DH-U373", "PhC-C2DH-U373"), ("ctc-hela", "DIC-C2DH-HeLa")):
+        (tmp_path / name).mkdir()
+        assert pipeline.detect_dataset(tmp_path / name) == want
+    plain = tmp_path / "cells"
+    plain.mkdir()
+    assert pipeline.detect_dataset(plain) is None
+    (plain / "README.md").write_text("# DIC-C2DH-HeLa (Cell Tracking Challenge), sequence 01\n")
+    assert pipeline.detect_dataset(plain) == "DIC-C2DH-HeLa"
+    assert pipeline.detect_dataset(plain, "u373") == "PhC-C2DH-U373"
+
+
+@pytest.fixture(scope="module")
+def one_sequence(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ctc1") / "cells"  # named like neither set
+    write_ctc_dataset(folder, "dic", sequences=1, frames=12, shape=(96, 128), seed=3)
+    (folder / "README.md").write_text("# DIC-C2DH-HeLa-like synthetic cells\n")
+    config = folder.parent / "tiny.yaml"
+    config.write_text(TINY.replace("weights: {annotated_margin: 30}\n", ""))
+    return folder, config
+
+
+def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, one_sequence):
+    folder, config = one_sequence
+    args = ["--data", str(folder), "--out", str(tmp_path), "--config", str(config), "--folds", "3"]
+    result = pipeline.main([*args, "--val-count", "1"])
+    frames = [0, 2, 4, 6, 8, 10]  # every second frame is annotated
+    assert [f["frames"] for f in result["folds"]] == [[0, 2], [4, 6], [8, 10]]
+    probs, truth = {}, {}
+    for fold in result["folds"]:
+        i, scored = fold["fold"], fold["frames"]
+        trained = sorted(int(p.name[1:4]) for p in (tmp_path / f"fold{i}/data/01").iterdir())
+        assert trained == [t for t in frames if t not in scored]  # no frame trained and scored
+        held = sorted(int(p.name[4:7]) for p in (tmp_path / f"fold{i}/probabilities").iterdir())
+        assert held == scored
+        for t in scored:
+            probs[t] = tifffile.imread(tmp_path / f"fold{i}/probabilities/prob{t:03d}.tif")
+            truth[t] = tifffile.imread(folder / "01_GT/SEG" / f"man_seg{t:03d}.tif")
+    for fold in result["folds"]:  # each fold's rule is chosen on the other folds' frames only
+        others = [t for t in frames if t not in fold["frames"]]
+        want = pipeline.calibrate_rule([probs[t] for t in others], [truth[t] for t in others])
+        assert fold["rule"] == want
+        labels = pipeline.rule_labels(np.stack([probs[t] for t in fold["frames"]]), want)
+        ref = np.stack([truth[t] for t in fold["frames"]])
+        from biounet.evaluation.matching import seg_score
+
+        assert fold["seg"] == pytest.approx(seg_score(labels, ref), rel=1e-12, abs=0)
+    segs = [f["seg"] for f in result["folds"]]
+    assert result["seg_mean"] == pytest.approx(np.mean(segs), rel=1e-12, abs=0)
+    assert result["seg_std"] == pytest.approx(np.std(segs, ddof=1), rel=1e-12, abs=0)
+    # the final model: trained on all six frames, with the rule of all folds
+    assert sorted(p.name for p in (tmp_path / "final/data/01").iterdir()) == [
+        f"t{t:03d}.tif" for t in frames
+    ]
+    from biounet.network.unet import load_model
+
+    model = load_model(tmp_path / "final/model.pt")
+    rule = result["rule"]
+    assert pipeline.calibrate_rule(list(probs.values()), list(truth.values())) == rule
+    assert (model.decision.threshold, model.decision.min_size) == (
+        rule["threshold"],
+        rule["min_size"],
+    )
+    table = (tmp_path / "results.md").read_text()
+    assert "| DIC-C2DH-HeLa | u-net, paper (Table 2, challenge test set) | 0.7756 |" in table
+    assert f"{result['seg_mean']:.4f} ± {result['seg_std']:.4f}" in table
+    # a second call finds every stage done
+    lines = (tmp_path / "fold0/train/metrics.jsonl").read_text().count("\n")
+    assert pipeline.main([*args, "--val-count", "1"])["seg_mean"] == result["seg_mean"]
+    assert (tmp_path / "fold0/train/metrics.jsonl").read_text().count("\n") == lines
+
+
+def test_one_command_runs_both_data_sets(tmp_path, pipeline, data, one_sequence):
+    args = ["--data", str(data[0]), str(one_sequence[0]), "--out", str(tmp_path)]
+    result = pipeline.main([*args, "--config", str(data[1]), "--folds", "2", "--val-count", "0"])
+    assert [e["data"] for e in result["data_sets"]] == ["PhC-C2DH-U373", "DIC-C2DH-HeLa"]
+    assert [e["paper_seg"] for e in result["data_sets"]] == [0.9203, 0.7756]
+    table = (tmp_path / "results.md").read_text()
+    assert "| PhC-C2DH-U373 | u-net, paper" in table and "| DIC-C2DH-HeLa | u-net, paper" in table
+    assert (tmp_path / "PhC-C2DH-U373/fold1/train/latest.pt").is_file()
+
+
+def test_stall_study_reports_the_inputs_the_start_and_short_runs(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "stall_study", REPO / "pipelines/ctc/stall_study.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    folder = write_ctc_dataset(tmp_path / "cells", "dic", sequences=1, frames=8, shape=(192, 192))
+    args = ["--data", str(folder), "--out", str(tmp_path / "o"), "--seeds", "1", "--crop", "188"]
+    text = study.main([*args, "--steps", "4", "--features", "4", "--input-size", "188"])
+    frames = [tifffile.imread(folder / "01" / f"t{t:03d}.tif") for t in (0, 2)]  # 4, 6 held out
+    crop = frames[0][:188, :188] / 255.0
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if "|" in line
+    }
+    assert float(rows["dtype range"][1]) == pytest.approx(crop.mean(), abs=5e-4, rel=0)
+    assert float(rows["dtype range"][2]) == pytest.approx(crop.std(), abs=5e-4, rel=0)
+    pixels = np.stack(frames).astype(np.float64)
+    scaled = (frames[0][:188, :188] - pixels.mean()) / pixels.std()
+    assert float(rows["fit (mean, std)"][1]) == pytest.approx(scaled.mean(), abs=5e-4, rel=0)
+    assert len(rows["fit (mean, std)"]) == 11  # the trained columns are there
+    assert (tmp_path / "o/fit/latest.pt").is_file() and (tmp_path / "o/dtype/latest.pt").is_file()

@@ -14,8 +14,8 @@ from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.config import DataConfig, TrainConfig
-from biounet.training.loop import prepare_run, train
-from biounet.training.run import run_training
+from biounet.training.loop import train
+from biounet.training.run import prepare_run, run_training
 
 
 def _config(folder, batch):

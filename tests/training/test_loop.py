@@ -15,7 +15,8 @@ from biounet.network.unet import UNet, UNetConfig
 from biounet.synthetic import touching_cells
 from biounet.training.augment import AugmentConfig
 from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
-from biounet.training.loop import prepare_run, train
+from biounet.training.loop import train
+from biounet.training.run import prepare_run
 from biounet.training.runlog import read_log
 from biounet.training.tiles import TileDataset
 
@@ -418,3 +419,28 @@ def test_finish_run_starts_resumes_and_sees_a_finished_run(tmp_path, data):
     assert finish_run(replace(cfg, iterations=6), tmp_path / "r", runtime=rt) == 6
     assert load_checkpoint(tmp_path / "r" / "latest.pt")["train_state"]["step"] == 6
     assert load_config(tmp_path / "r" / "config.yaml").iterations == 6
+
+
+def test_a_fitted_normalisation_scales_the_training_images_to_mean_0_and_std_1(tmp_path, data):
+    from biounet.network.normalize import Normalization, normalize
+    from biounet.training.data import load_pairs
+
+    cfg = small_config(data, iterations=2, normalization=Normalization("fit"))
+    prepare_run(cfg, tmp_path / "r")
+    train(cfg, tmp_path / "r", runtime=make_runtime("cpu"))
+    norm = UNet.from_checkpoint(tmp_path / "r" / "latest.pt").normalization
+    pixels = np.stack([s.image for s in load_pairs(data / "img.tif", data / "lab.tif")][:3])
+    assert norm == Normalization("fixed", pixels.mean(), pixels.mean() + pixels.std())
+    scaled = normalize(pixels, norm, dtype=np.float64)  # the three training images, not the val one
+    assert (scaled.mean(), scaled.std()) == (pytest.approx(0, abs=1e-9), pytest.approx(1, rel=1e-9))
+    assert load_config(tmp_path / "r" / "config.yaml").normalization.mode == "fit"
+
+
+def test_an_unfitted_normalisation_refuses_to_scale():
+    from biounet.network.normalize import Normalization, fit_normalization, normalize
+
+    with pytest.raises(ValueError, match="must be fitted"):
+        normalize(np.zeros(3, np.uint8), Normalization("fit"))
+    with pytest.raises(ValueError, match="constant"):
+        fit_normalization([np.full(4, 7, np.uint8)], Normalization("fit"))
+    assert fit_normalization([np.zeros(2)], Normalization()) == Normalization()
