@@ -336,17 +336,24 @@ def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runt
     Nothing is chosen on the training frames; they are validated only so that
     the stall check sees the run.
 
-    ``final/model.pt`` is the last (averaged) weights with the folds' threshold
-    and smallest object as its decision rule; ``final/rule.json`` holds the
-    whole rule, watershed seeds included.
+    ``final/model.pt`` is the last (averaged) weights with the folds' whole
+    rule as its decision rule (threshold, smallest object, and the watershed
+    seeds when the folds chose to split touching cells), so ``biounet predict
+    --model final/model.pt`` labels as the folds scored; ``final/rule.json``
+    holds the same rule.
     """
     images = link_frames(frames, out / "data", sequence)
     run = stage_train(config, images, out / "train", 0, runtime, watch_training=True)
     target = out / "model.pt"
     if not target.exists():
         model = load_model(run / LATEST)
+        split = rule["seed_threshold"] is not None
         model.decision = DecisionRule(
-            rule["threshold"], rule["min_size"], f"val_seg on {len(frames)} frames by folds"
+            rule["threshold"],
+            rule["min_size"],
+            f"val_seg on {len(frames)} frames by folds",
+            method="watershed" if split else "components",
+            seed_threshold=rule["seed_threshold"] if split else 0.9,
         )
         save_checkpoint(target, model)
     write_text(out / "rule.json", json.dumps(rule, indent=1) + "\n")

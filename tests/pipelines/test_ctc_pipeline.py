@@ -161,6 +161,17 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         rule["threshold"],
         rule["min_size"],
     )
+    split = rule["seed_threshold"] is not None  # the folds' split travels with the model too
+    assert model.decision.method == ("watershed" if split else "components")
+    assert not split or model.decision.seed_threshold == rule["seed_threshold"]
+    from biounet.inference.segmentation import segment
+
+    frame = tifffile.imread(sorted((tmp_path / "final/data/01").iterdir())[0])
+    prob = pipeline.predict(frame, model)[0, 1]
+    ours, folds = segment(frame, model), pipeline.rule_labels(prob[None], rule)[0]
+    pairs = np.unique(np.stack([ours.ravel(), folds.ravel()]), axis=1)  # the same objects,
+    assert len(pairs[0]) == len(np.unique(ours)) == len(np.unique(folds))  # numbered apart
+    assert np.array_equal(ours > 0, folds > 0)
     table = (tmp_path / "results.md").read_text()
     assert "| DIC-C2DH-HeLa | u-net, paper (Table 2, challenge test set) | 0.7756 |" in table
     assert f"{result['seg_mean']:.4f} ± {result['seg_std']:.4f}" in table
