@@ -19,12 +19,12 @@ import pytest
 import tifffile
 import torch
 from click.testing import CliRunner
+from tiny_runs import tiny_config, write_cells
 
 from biounet.cli import main
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.unet import UNet, UNetConfig
-from biounet.synthetic import touching_cells
-from biounet.training.config import DataConfig, TrainConfig, dump_config
+from biounet.training.config import dump_config
 
 NO_SPACE = "no space left on device"
 
@@ -37,31 +37,15 @@ def files(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     tifffile.imwrite(root / "small.tif", rng.integers(0, 255, (64, 64)).astype(np.uint8))
     tifffile.imwrite(root / "big.tif", rng.integers(0, 255, (1024, 1024)).astype(np.uint8))
-    pairs = [touching_cells((64, 64), n_cells=4, radius=(8, 12), rng=rng) for _ in range(3)]
-    images = np.stack([p[0] for p in pairs])
-    labels = np.stack([p[1] for p in pairs]).astype(np.uint16)
-    tifffile.imwrite(root / "cells.tif", images, photometric="minisblack")
-    tifffile.imwrite(root / "cells_labels.tif", labels, photometric="minisblack")
-    return root
+    names = ("cells.tif", "cells_labels.tif")
+    return write_cells(root, count=3, size=64, n_cells=4, radius=(8, 12), rng=rng, names=names)
 
 
 def train_config(files: Path, **changes) -> str:
-    cfg = TrainConfig(
-        model=UNetConfig(features=4, depth=2),
-        data=DataConfig(
-            images=str(files / "cells.tif"),
-            labels=str(files / "cells_labels.tif"),
-            label_kind="instance",
-            val_count=1,
-        ),
-        input_size=76,
-        iterations=3,
-        checkpoint_every=1,
-        val_every=1000,
-        log_every=1,
-        workers=0,
+    defaults = {"iterations": 3, "checkpoint_every": 1, "val_every": 1000}
+    return dump_config(
+        tiny_config(files, ("cells.tif", "cells_labels.tif"), **{**defaults, **changes})
     )
-    return dump_config(cfg.with_overrides(**changes))
 
 
 def _cli(*args):

@@ -3,35 +3,28 @@
 import os
 import socket
 
-import numpy as np
 import pytest
-import tifffile
 import torch
 import torch.multiprocessing as mp
+from tiny_runs import tiny_config, write_cells
 
 from biounet.device import make_runtime
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
-from biounet.synthetic import touching_cells
-from biounet.training.config import DataConfig, TrainConfig
 from biounet.training.loop import train
 from biounet.training.run import prepare_run, run_training
 
 
 def _config(folder, batch):
-    return TrainConfig(
+    return tiny_config(
+        folder,
+        val_count=0,
         model=UNetConfig(features=4, depth=2, dropout=0.0),  # dropout masks differ by rank
-        data=DataConfig(
-            images=str(folder / "img.tif"), labels=str(folder / "lab.tif"), label_kind="instance"
-        ),
-        input_size=76,
         batch_size=batch,
         iterations=2,
         lr=0.05,
         val_every=100,
         checkpoint_every=1,
-        log_every=1,
-        workers=0,
     )
 
 
@@ -62,15 +55,7 @@ def _free_port():
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
-    rng = np.random.default_rng(0)
-    images, labels = zip(
-        *(touching_cells((96, 96), n_cells=6, radius=(10, 16), rng=rng) for _ in range(3)),
-        strict=True,
-    )
-    tifffile.imwrite(tmp_path / "img.tif", np.stack(images), photometric="minisblack")
-    tifffile.imwrite(
-        tmp_path / "lab.tif", np.stack(labels).astype(np.uint16), photometric="minisblack"
-    )
+    write_cells(tmp_path, count=3, size=96, n_cells=6, radius=(10, 16))
     mp.spawn(_rank, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
     single = _config(tmp_path, batch=2)
     prepare_run(single, tmp_path / "single")

@@ -2,19 +2,18 @@
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 import yaml
 from click.testing import CliRunner
+from tiny_runs import tiny_config, write_cells
 
 from biounet.cli import main
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNet, UNetConfig
-from biounet.synthetic import touching_cells
 from biounet.training.augment import AugmentConfig
-from biounet.training.config import DataConfig, TrainConfig, dump_config, load_config
+from biounet.training.config import TrainConfig, dump_config, load_config
 from biounet.training.loop import train
 from biounet.training.run import prepare_run
 from biounet.training.runlog import read_log
@@ -24,36 +23,12 @@ from biounet.training.tiles import TileDataset
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    images, labels = zip(
-        *(touching_cells((96, 96), n_cells=6, radius=(10, 16), rng=rng) for _ in range(4)),
-        strict=True,
-    )
-    tifffile.imwrite(folder / "img.tif", np.stack(images), photometric="minisblack")
-    tifffile.imwrite(
-        folder / "lab.tif", np.stack(labels).astype(np.uint16), photometric="minisblack"
-    )
-    return folder
+    return write_cells(folder, count=4, size=96, n_cells=6, radius=(10, 16))
 
 
 def small_config(data, **changes):
-    cfg = TrainConfig(
-        model=UNetConfig(features=4, depth=2),
-        data=DataConfig(
-            images=str(data / "img.tif"),
-            labels=str(data / "lab.tif"),
-            label_kind="instance",
-            val_count=1,
-        ),
-        input_size=76,
-        iterations=6,
-        lr=0.05,
-        val_every=3,
-        checkpoint_every=3,
-        log_every=1,
-        workers=0,
-    )
-    return cfg.with_overrides(**changes)
+    defaults = {"iterations": 6, "lr": 0.05, "val_every": 3, "checkpoint_every": 3}
+    return tiny_config(data, **{**defaults, **changes})
 
 
 def weights_of(path):

@@ -1,48 +1,28 @@
 """Run folders: resumes are checked against the config in latest.pt; failed starts leave nothing."""
 
-import numpy as np
 import pytest
-import tifffile
 import yaml
 from click.testing import CliRunner
+from tiny_runs import tiny_config, write_cells
 
 from biounet.cli import main
 from biounet.errors import BiounetError
 from biounet.network.checkpoint import load_checkpoint
 from biounet.network.unet import UNetConfig
-from biounet.synthetic import touching_cells
-from biounet.training.config import DataConfig, TrainConfig, dump_config
+from biounet.training.config import TrainConfig, dump_config
 from biounet.training.run import changed_settings, check_resume
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run_data")
-    rng = np.random.default_rng(0)
-    pairs = [touching_cells((64, 64), n_cells=4, radius=(8, 12), rng=rng) for _ in range(3)]
-    tifffile.imwrite(root / "img.tif", np.stack([p[0] for p in pairs]), photometric="minisblack")
-    labels = np.stack([p[1] for p in pairs]).astype(np.uint16)
-    tifffile.imwrite(root / "lab.tif", labels, photometric="minisblack")
-    return root
+    return write_cells(
+        tmp_path_factory.mktemp("run_data"), count=3, size=64, n_cells=4, radius=(8, 12)
+    )
 
 
 def _config(data, **changes) -> TrainConfig:
-    cfg = TrainConfig(
-        model=UNetConfig(features=4, depth=2),
-        data=DataConfig(
-            images=str(data / "img.tif"),
-            labels=str(data / "lab.tif"),
-            label_kind="instance",
-            val_count=1,
-        ),
-        input_size=76,
-        iterations=2,
-        val_every=1000,
-        checkpoint_every=1,
-        log_every=1,
-        workers=0,
-    )
-    return cfg.with_overrides(**changes)
+    defaults = {"iterations": 2, "val_every": 1000, "checkpoint_every": 1}
+    return tiny_config(data, **{**defaults, **changes})
 
 
 def _train(*args):

@@ -6,13 +6,12 @@ import logging
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config, write_cells
 
 from biounet.device import make_runtime
 from biounet.evaluation.isbi import pixel_error
 from biounet.network.checkpoint import load_checkpoint
-from biounet.network.unet import UNetConfig
-from biounet.synthetic import touching_cells
-from biounet.training.config import DataConfig, TrainConfig, load_config
+from biounet.training.config import TrainConfig, load_config
 from biounet.training.loss import weighted_cross_entropy
 from biounet.training.run import run_training
 from biounet.training.runlog import read_log, split_attempts, truncate_log
@@ -27,35 +26,12 @@ from biounet.training.stall import (
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    import tifffile
-
     folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    pairs = [touching_cells((96, 96), n_cells=6, radius=(10, 16), rng=rng) for _ in range(4)]
-    tifffile.imwrite(folder / "img.tif", np.stack([p[0] for p in pairs]), photometric="minisblack")
-    tifffile.imwrite(
-        folder / "lab.tif",
-        np.stack([p[1] for p in pairs]).astype(np.uint16),
-        photometric="minisblack",
-    )
-    return folder
+    return write_cells(folder, count=4, size=96, n_cells=6, radius=(10, 16))
 
 
 def small_config(data, **changes):
-    cfg = TrainConfig(
-        model=UNetConfig(features=4, depth=2),
-        data=DataConfig(
-            images=str(data / "img.tif"),
-            labels=str(data / "lab.tif"),
-            label_kind="instance",
-            val_count=1,
-        ),
-        input_size=76,
-        log_every=1,
-        checkpoint_every=2,
-        workers=0,
-    )
-    return cfg.with_overrides(**changes)
+    return tiny_config(data, **{"checkpoint_every": 2, **changes})
 
 
 def test_constant_loss_is_the_smallest_loss_of_a_constant_prediction():
