@@ -90,10 +90,13 @@ def test_full_disk_during_predict_is_one_line_and_leaves_nothing(files, tmp_path
         assert _names(tmp_path) == []
 
 
-def test_full_disk_during_training_keeps_the_last_checkpoint(files, tmp_path, monkeypatch):
+def fail_the_second_save(monkeypatch, error: Exception):
+    """Make torch.save write half a checkpoint and raise `error` on its second call.
+
+    Returns the real torch.save.
+    """
     import biounet.network.checkpoint as checkpoint
 
-    (tmp_path / "run.yaml").write_text(train_config(files))
     saves = []
     real_save = torch.save
 
@@ -101,10 +104,18 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(files, tmp_path, mo
         saves.append(1)
         if len(saves) == 2:
             fh.write(b"half a checkpoint")
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise error
         real_save(obj, fh)
 
     monkeypatch.setattr(checkpoint.torch, "save", save)
+    return real_save
+
+
+def test_full_disk_during_training_keeps_the_last_checkpoint(files, tmp_path, monkeypatch):
+    import biounet.network.checkpoint as checkpoint
+
+    (tmp_path / "run.yaml").write_text(train_config(files))
+    real_save = fail_the_second_save(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     run = tmp_path / "run"
     r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")
     _one_error_line(r, NO_SPACE, "latest.pt holds step 1", f"--resume {run}")
@@ -348,20 +359,10 @@ def test_memory_hints_name_only_options_the_command_has():
 
 def test_a_full_disk_as_torchs_runtime_error_during_training(files, tmp_path, monkeypatch):
     import biounet.io.atomic as atomic
-    import biounet.network.checkpoint as checkpoint
 
     (tmp_path / "run.yaml").write_text(train_config(files))
-    saves = []
-    real_save = torch.save
-
-    def save(obj, fh):
-        saves.append(1)
-        if len(saves) == 2:
-            fh.write(b"half a checkpoint")
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 7 vs 5")
-        real_save(obj, fh)
-
-    monkeypatch.setattr(checkpoint.torch, "save", save)
+    torch_error = "[enforce fail at inline_container.cc:672] . unexpected pos 7 vs 5"
+    fail_the_second_save(monkeypatch, RuntimeError(torch_error))
     monkeypatch.setattr(atomic, "_nearly_full", lambda path: True)
     run = tmp_path / "run"
     r = _cli("train", "--config", tmp_path / "run.yaml", "--out", run, "--no-progress")

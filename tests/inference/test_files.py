@@ -48,6 +48,10 @@ def _run(*args):
     return CliRunner().invoke(main, ["-q", *map(str, args)])
 
 
+def _predict_to(stack_path, model_path, out, *options):
+    return _run("predict", stack_path, "-o", out, "--model", model_path, *options)
+
+
 def _expected(stack_path, model_path):
     net = UNet.from_checkpoint(model_path)
     return predict(tifffile.imread(stack_path), net, axes="ZYX", window=116)
@@ -55,13 +59,10 @@ def _expected(stack_path, model_path):
 
 def test_probabilities_equal_library_prediction(tmp_path, stack_path, model_path):
     out = tmp_path / "p.tif"
-    r = _run(
-        "predict",
+    r = _predict_to(
         stack_path,
-        "-o",
-        out,
-        "--model",
         model_path,
+        out,
         "--kind",
         "probabilities",
         "--tile-size",
@@ -81,48 +82,21 @@ def test_probabilities_equal_library_prediction(tmp_path, stack_path, model_path
 
 def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
     fg = _expected(stack_path, model_path)[:, 1]
-    r = _run(
-        "predict",
-        stack_path,
-        "-o",
-        tmp_path / "u8.tif",
-        "--model",
-        model_path,
-        "--kind",
-        "probabilities",
-        "--dtype",
-        "uint8",
+    r = _predict_to(
+        stack_path, model_path, tmp_path / "u8.tif", "--kind", "probabilities", "--dtype", "uint8"
     )
     assert r.exit_code == 0, r.output
     u8 = tifffile.imread(tmp_path / "u8.tif")
     assert u8.dtype == np.uint8 and np.abs(u8 / 255 - fg).max() <= 0.5 / 255 + 1e-6
-    r = _run(
-        "predict",
-        stack_path,
-        "-o",
-        tmp_path / "m.tif",
-        "--model",
-        model_path,
-        "--kind",
-        "mask",
-        "--threshold",
-        "0.5",
+    r = _predict_to(
+        stack_path, model_path, tmp_path / "m.tif", "--kind", "mask", "--threshold", "0.5"
     )
     assert r.exit_code == 0, r.output
     mask = tifffile.imread(tmp_path / "m.tif")
     sure = np.abs(fg - 0.5) > 1e-4
     assert np.array_equal((mask == 255)[sure], (fg > 0.5)[sure])
-    r = _run(
-        "predict",
-        stack_path,
-        "-o",
-        tmp_path / "l.tif",
-        "--model",
-        model_path,
-        "--tile-size",
-        "116",
-        "--min-size",
-        "3",
+    r = _predict_to(
+        stack_path, model_path, tmp_path / "l.tif", "--tile-size", "116", "--min-size", "3"
     )
     assert r.exit_code == 0, r.output
     labels = tifffile.imread(tmp_path / "l.tif")
@@ -132,16 +106,7 @@ def test_uint8_mask_labels_and_zarr(tmp_path, stack_path, model_path):
         ref[sizes[ref] < 3] = 0
         assert labels[z].max() == len(np.unique(ref)) - 1
         assert np.array_equal(labels[z] > 0, ref > 0)
-    r = _run(
-        "predict",
-        stack_path,
-        "-o",
-        tmp_path / "p.zarr",
-        "--model",
-        model_path,
-        "--kind",
-        "probabilities",
-    )
+    r = _predict_to(stack_path, model_path, tmp_path / "p.zarr", "--kind", "probabilities")
     assert r.exit_code == 0, r.output
     z = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
     assert z.attrs["multiscales"][0]["axes"][0]["name"] == "z"
@@ -197,17 +162,7 @@ def test_existing_unwritable_and_bad_model(tmp_path, stack_path, model_path):
     r = _run("predict", stack_path, "-o", tmp_path / "o.tif", "--model", model_path)
     assert r.exit_code == 1 and "already exists (use --overwrite" in r.output
     assert (tmp_path / "o.tif").read_text() == "keep me"
-    r = _run(
-        "predict",
-        stack_path,
-        "-o",
-        tmp_path / "o.tif",
-        "--model",
-        model_path,
-        "--overwrite",
-        "--kind",
-        "mask",
-    )
+    r = _predict_to(stack_path, model_path, tmp_path / "o.tif", "--overwrite", "--kind", "mask")
     assert r.exit_code == 0 and tifffile.imread(tmp_path / "o.tif").shape == (2, 90, 130)
     r = _run("predict", stack_path, "-o", tmp_path / "no" / "o.tif", "--model", model_path)
     assert r.exit_code == 1 and "does not exist" in r.output

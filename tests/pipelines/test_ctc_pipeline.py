@@ -1,6 +1,5 @@
 """pipelines/ctc/run.py end to end on synthetic data in the Cell Tracking Challenge layout."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,11 +24,8 @@ workers: 0
 
 
 @pytest.fixture(scope="module")
-def pipeline():
-    spec = importlib.util.spec_from_file_location("ctc_run", REPO / "pipelines/ctc/run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pipeline(script):
+    return script("pipelines/ctc/run.py")
 
 
 @pytest.fixture(scope="module")
@@ -191,12 +187,8 @@ def test_one_command_runs_both_data_sets(tmp_path, pipeline, data, one_sequence)
     assert (tmp_path / "PhC-C2DH-U373/fold1/train/latest.pt").is_file()
 
 
-def test_stall_study_reports_the_inputs_the_start_and_short_runs(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "stall_study", REPO / "pipelines/ctc/stall_study.py"
-    )
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+def test_stall_study_reports_the_inputs_the_start_and_short_runs(tmp_path, script):
+    study = script("pipelines/ctc/stall_study.py")
     folder = write_ctc_dataset(tmp_path / "cells", "dic", sequences=1, frames=8, shape=(192, 192))
     args = ["--data", str(folder), "--out", str(tmp_path / "o"), "--seeds", "1", "--crop", "188"]
     text = study.main([*args, "--steps", "4", "--features", "4", "--input-size", "188"])

@@ -1,6 +1,5 @@
 """pipelines/isbi2012/held_out.py: each slice scored at a threshold chosen on the others."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def held_out():
-    path = REPO / "pipelines/isbi2012/held_out.py"
-    spec = importlib.util.spec_from_file_location("held_out", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def held_out(script):
+    return script("pipelines/isbi2012/held_out.py")
 
 
 def slices(seed):

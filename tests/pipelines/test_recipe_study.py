@@ -1,6 +1,5 @@
 """pipelines/isbi2012/recipe_study.py: its candidates, table and figure (no training here)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,12 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def study():
-    path = REPO / "pipelines/isbi2012/recipe_study.py"
-    spec = importlib.util.spec_from_file_location("recipe_study", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(script):
+    return script("pipelines/isbi2012/recipe_study.py")
 
 
 def test_merged_changes_nested_values_only_where_given(study):
