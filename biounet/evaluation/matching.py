@@ -159,10 +159,8 @@ def average_precision(
 
     Parameters
     ----------
-    labels : ndarray of shape (M, N) or (P, M, N), int
-        Result objects (0 = background).
-    reference : ndarray, same shape, int
-        Reference objects (0 = background).
+    labels, reference : ndarray
+        As for :func:`seg_score`.
     iou_thresholds : iterable of float
         A pair matches when ``IoU >= t``; default 0.5, 0.55, ..., 0.95.
 

@@ -85,13 +85,7 @@ def split_cells(
     each floods ``1 - probability`` within the foreground (as ``biounet predict
     --instances watershed``), then objects under `min_size` pixels are removed.
 
-    Parameters
-    ----------
-    probability : ndarray of shape (P, M, N)
-
-    Returns
-    -------
-    ndarray of shape (P, M, N), int64
+    Shapes as for :func:`components`: (P, M, N) in, int64 labels (P, M, N) out.
 
     Examples
     --------

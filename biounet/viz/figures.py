@@ -138,12 +138,8 @@ def augment_figure(
         PNG file to write.
     tiles : sequence of (image (C, s, s), target (o, o), weights (o, o))
         As returned by :func:`biounet.training.augment.random_tile`.
-    title : str
-    dpi : int
-    overwrite : bool
-        Replace an existing `path`.
-    inputs : sequence of path
-        Files the figure must not replace (the command's inputs).
+    title, dpi, overwrite, inputs
+        As for :func:`weight_map_figure`.
 
     Returns
     -------

@@ -71,26 +71,25 @@ def test_min_size_counts_merged_objects():
     assert out.max() == 1 and (out > 0).sum() == 12
 
 
-def test_watershed_single_block_equals_skimage(rng):
-    prob = smooth_probability(rng, (1, 50, 60), sigma=3)
+def watershed_pair(prob, block):
+    """(ours, skimage's, markers): the block-wise watershed and a whole-image one."""
     opts = InstanceOptions(method="watershed", threshold=0.4, seed_threshold=0.7)
     scratch = np.zeros(prob.shape, np.uint32)
     seeds = np.zeros(prob.shape, np.uint32)
-    table = label_stack(prob, scratch, (64, 64), opts, seed_scratch=seeds)[0]
-    ours = table[scratch[0]]
+    table = label_stack(prob, scratch, block, opts, seed_scratch=seeds)[0]
     markers = label(prob[0] > 0.7, connectivity=1)
     ref = watershed(1 - prob[0], markers, mask=(prob[0] > 0.4) | (markers > 0))
+    return table[scratch[0]], ref, markers
+
+
+def test_watershed_single_block_equals_skimage(rng):
+    ours, ref, markers = watershed_pair(smooth_probability(rng, (1, 50, 60), sigma=3), (64, 64))
     assert np.array_equal(canonical(ours), canonical(ref))
     assert ours.max() == markers.max() > 2
 
 
 def test_watershed_blocks_agree_with_whole(rng):
     prob = smooth_probability(rng, (1, 160, 160), sigma=3)
-    opts = InstanceOptions(method="watershed", threshold=0.4, seed_threshold=0.7)
-    scratch = np.zeros(prob.shape, np.uint32)
-    seeds = np.zeros(prob.shape, np.uint32)
-    table = label_stack(prob, scratch, (32, 32), opts, seed_scratch=seeds)[0]
-    ours = canonical(table[scratch[0]])
-    markers = label(prob[0] > 0.7, connectivity=1)
-    ref = canonical(watershed(1 - prob[0], markers, mask=(prob[0] > 0.4) | (markers > 0)))
+    ours, ref, markers = watershed_pair(prob, (32, 32))
+    ours, ref = canonical(ours), canonical(ref)
     assert np.mean(ours == ref) > 0.999

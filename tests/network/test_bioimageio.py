@@ -122,15 +122,25 @@ def test_load_model_reads_the_package(package, tmp_path):
     )
 
 
-def test_bad_packages_are_one_line_errors(tmp_path):
-    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
-        zf.writestr("rdf.yaml", "type: model\nname: not ours\n")
-    with pytest.raises(BiounetError, match="not one exported by biounet"):
-        load_model(tmp_path / "other.zip")
-    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as zf:
-        zf.writestr("readme.txt", "hello")
-    with pytest.raises(BiounetError, match="not a bioimage.io package"):
-        load_model(tmp_path / "plain.zip")
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        (
+            {"rdf.yaml": "type: model\nname: not ours\n"},
+            "p.zip: a bioimage.io package, but not one",
+        ),
+        ({"readme.txt": "hello"}, "p.zip: not a bioimage.io package"),
+    ],
+)
+def test_foreign_zips_are_one_line_errors(tmp_path, members, message):
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    with pytest.raises(BiounetError, match=message):
+        load_model(tmp_path / "p.zip")
+
+
+def test_a_missing_package_and_a_small_sample_are_one_line_errors(tmp_path):
     with pytest.raises(BiounetError, match="no such file"):
         load_model(tmp_path / "missing.zip")
     model = UNet(UNetConfig(features=4))
