@@ -119,31 +119,62 @@ def resolve_device(spec: str = "auto") -> torch.device:
 def reuse_freed_memory() -> bool:
     """Let glibc keep freed feature maps for the next forward pass (this process).
 
-    glibc returns large freed buffers to the system and maps them again on the
-    next request, so each feature map's pages are faulted in and zeroed anew on
-    every forward pass. Dask's nanny makes it worse: it starts workers with
-    ``MALLOC_TRIM_THRESHOLD_=65536``, which switches off glibc's adaptive mmap
-    threshold, so every buffer above 128 KiB goes that way. Measured for a 700 px
-    tile, features=16, 2 threads: 0.35 s in a Dask worker, 0.155 s in a plain
-    process, 0.135 s after this call. It fixes the thresholds at the values
-    glibc's adaptive rule tends to (mmap above 32 MiB, trim above 64 MiB).
-    :func:`make_runtime` calls it; it acts once per process.
+    glibc serves every buffer above its mmap threshold (at most 32 MiB) with a
+    fresh ``mmap`` and unmaps it on ``free``, so each such feature map's pages
+    are faulted in and zeroed anew on every forward pass. A level-0 feature
+    map of a 16-feature network is 31 MiB at a 700 px window and 93 MiB at
+    1208 px, so this is what made windows above 700 px slow on the CPU.
+    Dask's nanny makes it worse: it starts workers with
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which sends every buffer above 128 KiB
+    that way (a 700 px tile, features=16, 2 threads: 0.35 s in a Dask worker,
+    0.155 s in a plain process, 0.135 s after the thresholds were fixed).
+
+    This call serves large buffers from the heap instead (``M_MMAP_MAX`` 0)
+    and keeps up to 1 GiB of freed memory at the heap's top for reuse
+    (``M_TRIM_THRESHOLD``); :func:`return_freed_memory` gives it back when
+    a job ends. Measured with ``benchmarks/bench_windows.py`` (docs/performance.md).
+    :func:`make_runtime` calls it; it acts once per process. Threads other than
+    the main one allocate from their own arenas, where glibc still maps buffers
+    above 64 MiB one by one.
 
     Returns
     -------
     bool
         False where the C library has no ``mallopt`` (not glibc); nothing changed.
     """
+    libc = _libc()
+    if libc is None:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+def return_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (``malloc_trim``); False without glibc.
+
+    Called when a prediction job ends, so that a long-lived process (napari, a
+    notebook) does not keep the feature maps' memory that
+    :func:`reuse_freed_memory` lets it reuse during the job.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+@functools.cache
+def _libc():
+    """The C library if it is glibc (has ``mallopt``), else None."""
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc.mallopt  # noqa: B018 (glibc only)
     except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
+        return None
+    return libc
 
 
 def cpu_has_bf16() -> bool:

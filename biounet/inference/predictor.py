@@ -27,6 +27,7 @@ from biounet.inference.tiling import (
     tile_spec,
 )
 from biounet.inference.tta import dihedral_transforms, rot7_angles, rotate
+from biounet.limits import host_memory_mib
 from biounet.network import shapes
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import TTA, TTA_CHOICES
@@ -38,18 +39,22 @@ from biounet.options import TTA, TTA_CHOICES
 #: 5.6 at 572, 6.2 at 892, 6.8 at 1404 and 6.7 at 2012 px (features=16, CPU).
 ACTIVATION_FLOATS_PER_FEATURE = 7.0
 
-#: Default activation-memory budgets for choosing the tile size.
+#: Default activation-memory budget on the CPU: this share of the host's memory,
+#: between the two bounds below (768 MiB on hosts of 6 GiB and more).
+CPU_BUDGET_SHARE = 1 / 8
 CPU_BUDGET_BYTES = 768 * 2**20
+CPU_BUDGET_MIN_BYTES = 128 * 2**20
 CUDA_BUDGET_FRACTION = 0.5
 
 #: Largest default window on CUDA: beyond it, bigger tiles save little context.
 MAX_DEFAULT_WINDOW = 2048
-#: Largest default window on the CPU. Bigger windows waste less context, but
-#: once a level's feature maps outgrow the CPU caches the convolutions slow
-#: down more than the saved context gains: at features=16 on this project's
-#: 2-core benchmark machine, 572-700 px windows ran at 0.73-0.75 of the
-#: float32 matrix-multiply rate, 892 px at 0.65 and 1084 px at 0.60.
-MAX_DEFAULT_WINDOW_CPU = 700
+#: Largest default window on the CPU. Up to it the convolutions keep their
+#: rate per input pixel once glibc reuses freed feature maps
+#: (:func:`biounet.device.reuse_freed_memory`; before that, 892 px ran at 0.65
+#: of the float32 matrix-multiply rate against 0.75 at 700 px). Measured by
+#: ``benchmarks/bench_windows.py`` (docs/performance.md); the memory budget
+#: usually binds first (1324 px at features=16 and 768 MiB).
+MAX_DEFAULT_WINDOW_CPU = 1324
 
 
 def activation_bytes(config: UNetConfig, window: tuple[int, int], batch_size: int = 1) -> int:
@@ -83,6 +88,57 @@ def default_window(
     return fitting[-1] if fitting else sizes[0]
 
 
+def cpu_budget_bytes() -> int:
+    """The default activation-memory budget on the CPU, from the host's memory.
+
+    Examples
+    --------
+    >>> CPU_BUDGET_MIN_BYTES <= cpu_budget_bytes() <= CPU_BUDGET_BYTES
+    True
+    """
+    share = int(host_memory_mib() * 2**20 * CPU_BUDGET_SHARE)
+    return max(CPU_BUDGET_MIN_BYTES, min(CPU_BUDGET_BYTES, share))
+
+
+def cheapest_tiles(
+    config: UNetConfig,
+    image_shape: tuple[int, int],
+    largest: int,
+    *,
+    unit: int = 1,
+) -> TileSpec:
+    """The tiles up to `largest` px that cover the image with the fewest input pixels.
+
+    Every valid window up to `largest` is balanced over the image
+    (:meth:`TileSpec.balance`) and costed as tiles x window area: the
+    network's time grows with the input pixels it sees, at the same rate
+    per pixel for all windows up to :data:`MAX_DEFAULT_WINDOW_CPU` on the
+    CPU (docs/performance.md). Ties go to fewer tiles.
+
+    Examples
+    --------
+    >>> cheapest_tiles(UNetConfig(features=16), (2048, 2048), 1324).window
+    (1212, 1212)
+    >>> cheapest_tiles(UNetConfig(features=16), (2048, 2048), 1100).window
+    (876, 876)
+    """
+    best, best_cost = None, None
+    for size in reversed(
+        shapes.valid_input_sizes(largest, depth=config.depth, padding=config.padding)
+    ):
+        try:
+            spec = tile_spec(size, depth=config.depth, padding=config.padding, unit=unit)
+        except ValueError:
+            break  # no output tile left at this size and below
+        spec = spec.balance(*image_shape)
+        cost = spec.count(*image_shape) * spec.window[0] * spec.window[1]
+        if best_cost is None or cost < best_cost:
+            best, best_cost = spec, cost
+    if best is None:
+        raise ValueError(f"no window up to {largest} px leaves an output tile")
+    return best
+
+
 def plan_tiles(
     config: UNetConfig,
     image_shape: tuple[int, int],
@@ -93,36 +149,46 @@ def plan_tiles(
     memory_bytes: int | None = None,
     unit: int = 1,
 ) -> TileSpec:
-    """Tile geometry for an image: the requested or largest fitting window, shrunk to the image.
+    """Tile geometry for an image: the requested window shrunk to the image, or the cheapest.
 
     Parameters
     ----------
     config : UNetConfig
     image_shape : (H, W)
     window : int, optional
-        Network input size per tile; must be valid. Default: the largest
-        valid size whose activations fit the memory budget, at most
-        :data:`MAX_DEFAULT_WINDOW_CPU` on the CPU.
+        Network input size per tile; must be valid. Default: among the valid
+        windows whose activations fit the memory budget (at most
+        :data:`MAX_DEFAULT_WINDOW_CPU` on the CPU), the one whose balanced
+        tiles cover the image with the fewest input pixels
+        (:func:`cheapest_tiles`).
     runtime : Runtime, optional
         Where the network runs (decides the default budget).
     batch_size : int
     memory_bytes : int, optional
-        Activation-memory budget; default 768 MiB on the CPU, half the free
-        memory on CUDA.
+        Activation-memory budget; default :func:`cpu_budget_bytes` on the
+        CPU, half the free memory on CUDA.
     unit : int
         Make tiles multiples of `unit` as well (16 for tiled TIFF output).
+
+    Examples
+    --------
+    >>> plan_tiles(UNetConfig(features=16), (2048, 2048)).window
+    (1212, 1212)
+    >>> plan_tiles(UNetConfig(features=16), (2048, 2048), window=700).window
+    (700, 700)
     """
-    if window is None:
-        cuda = runtime is not None and runtime.is_cuda
-        if memory_bytes is None:
-            memory_bytes = CPU_BUDGET_BYTES
-            if cuda:
-                free, _ = torch.cuda.mem_get_info(runtime.device)
-                memory_bytes = int(free * CUDA_BUDGET_FRACTION)
-        largest = MAX_DEFAULT_WINDOW if cuda else MAX_DEFAULT_WINDOW_CPU
-        window = default_window(config, memory_bytes, batch_size, largest=largest)
-    spec = tile_spec(window, depth=config.depth, padding=config.padding, unit=unit)
-    return spec.fit(*image_shape)
+    if window is not None:
+        spec = tile_spec(window, depth=config.depth, padding=config.padding, unit=unit)
+        return spec.fit(*image_shape)
+    cuda = runtime is not None and runtime.is_cuda
+    if memory_bytes is None:
+        memory_bytes = cpu_budget_bytes()
+        if cuda:
+            free, _ = torch.cuda.mem_get_info(runtime.device)
+            memory_bytes = int(free * CUDA_BUDGET_FRACTION)
+    largest = MAX_DEFAULT_WINDOW if cuda else MAX_DEFAULT_WINDOW_CPU
+    largest = default_window(config, memory_bytes, batch_size, largest=largest)
+    return cheapest_tiles(config, image_shape, largest, unit=unit)
 
 
 class Predictor:

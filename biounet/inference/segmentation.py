@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biounet.device import Runtime, make_runtime
+from biounet.device import Runtime, make_runtime, return_freed_memory
 from biounet.errors import BiounetError, ParameterError
 from biounet.inference.instances import label_stack
 from biounet.inference.outputs import (
@@ -257,6 +257,7 @@ def segment_into(
         return None
     finally:
         bar.close()
+        return_freed_memory()  # the feature maps' memory, kept for reuse during the job
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,30 @@ class TileSpec:
             window.append(w - shrink)
         return TileSpec((tile[0], tile[1]), (window[0], window[1]), self.context, self.align)
 
+    def balance(self, height: int, width: int) -> TileSpec:
+        """The same number of tiles per axis as this spec needs, each as small as they allow.
+
+        A 2048 px axis needs two tiles of up to 1140 px; two of 1024 px cover
+        it as well, with smaller windows (less computation, same output).
+
+        Examples
+        --------
+        >>> tile_spec(1324).balance(2048, 600).tile
+        (1024, 608)
+        """
+        tile, window = [], []
+        for t, w, n in zip(self.tile, self.window, (height, width), strict=True):
+            share = math.ceil(n / math.ceil(n / t))  # of the fewest tiles that cover n
+            need = math.ceil(share / self.align) * self.align
+            shrink = max(0, t - need)
+            tile.append(t - shrink)
+            window.append(w - shrink)
+        return TileSpec((tile[0], tile[1]), (window[0], window[1]), self.context, self.align)
+
+    def count(self, height: int, width: int) -> int:
+        """The number of tiles that cover an image of ``height x width`` pixels."""
+        return -(-height // self.tile[0]) * -(-width // self.tile[1])
+
 
 def tile_spec(
     window: int | tuple[int, int],

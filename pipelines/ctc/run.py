@@ -273,8 +273,20 @@ def score_labels(labels: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def run_folds(config, data: Path, out: Path, sequence: str, folds: int, val_count: int, runtime):
+def run_folds(
+    config,
+    data: Path,
+    out: Path,
+    sequence: str,
+    folds: int,
+    val_count: int,
+    runtime,
+    *,
+    final: bool = True,
+):
     """Leave-frames-out: train per block, calibrate on the other blocks, score the block.
+
+    With ``final=False`` the model on all frames is not trained (its path is None).
 
     Returns
     -------
@@ -320,13 +332,15 @@ def run_folds(config, data: Path, out: Path, sequence: str, folds: int, val_coun
         )
     segs = [r["seg"] for r in results]
     final_rule = calibrate_rule([p for ps in probs for p in ps], [g for gs in truth for g in gs])
-    final = stage_final(config, frames, out / "final", sequence, final_rule, runtime)
+    final = (
+        stage_final(config, frames, out / "final", sequence, final_rule, runtime) if final else None
+    )
     return {
         "folds": results,
         "seg_mean": float(np.mean(segs)),
         "seg_std": float(np.std(segs, ddof=1)) if len(segs) > 1 else 0.0,
         "rule": final_rule,
-        "final_model": str(final),
+        "final_model": str(final) if final else None,
     }
 
 
@@ -463,6 +477,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--time-limit", help="training budget of each training, e.g. 45m, 1h")
     parser.add_argument("--iterations", type=int, help="training steps (default: the config's)")
+    parser.add_argument(
+        "--no-final",
+        dest="final",
+        action="store_false",
+        help="with --folds: score the folds only, without the model trained on all frames",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.dataset and len(args.data) > 1:
@@ -493,7 +513,9 @@ def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
     train_seq, test_seq = default_sequences(data, args.train, args.test, args.folds)
     machine = f"{platform.machine()}, {runtime.describe()}, torch {torch.__version__}"
     if args.folds:
-        results = run_folds(config, data, out, train_seq, args.folds, args.val_count, runtime)
+        results = run_folds(
+            config, data, out, train_seq, args.folds, args.val_count, runtime, final=args.final
+        )
         entry = {
             "data": name or data.resolve().name,
             "paper_seg": PAPER.get(name),

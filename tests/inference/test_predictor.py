@@ -6,6 +6,7 @@ from biounet.errors import BiounetError
 from biounet.inference.predictor import (
     Predictor,
     activation_bytes,
+    cheapest_tiles,
     default_window,
     plan_tiles,
     predict_whole,
@@ -87,6 +88,55 @@ def test_default_window_grows_with_budget():
         assert activation_bytes(cfg, (s, s)) <= mib * 2**20 or s == 188
     spec = plan_tiles(cfg, (100, 5000), memory_bytes=256 * 2**20)
     assert spec.tile[0] == 112  # shrunk to the image
+
+
+def brute_force_cost(cfg, shape, largest):
+    """Fewest input pixels over every valid window <= largest, each tile count tried."""
+    from biounet.network.shapes import valid_input_sizes
+
+    best = None
+    for s in valid_input_sizes(largest)[1:]:  # 188 px leaves no 16 px tile
+        t = (s - 184) // 16 * 16  # kept output of a valid window: a multiple of 16
+        counts = [-(-n // t) for n in shape]
+        # the smallest window with the same tile count per axis
+        sizes = [
+            min(w for w in valid_input_sizes(s) if (w - 184) // 16 * 16 * c >= n)
+            for c, n in zip(counts, shape, strict=True)
+        ]
+        cost = counts[0] * counts[1] * sizes[0] * sizes[1]
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize(
+    "shape", [(2048, 2048), (4096, 4096), (520, 696), (100, 5000), (1500, 3000)]
+)
+@pytest.mark.parametrize("largest", [700, 1324])
+def test_cheapest_tiles_cover_the_image_with_the_fewest_input_pixels(shape, largest):
+    cfg = UNetConfig(features=16)
+    spec = cheapest_tiles(cfg, shape, largest)
+    assert spec.window[0] <= largest and spec.window[1] <= largest
+    assert all(
+        c * t >= n
+        for c, t, n in zip(
+            [-(-n // t) for n, t in zip(shape, spec.tile, strict=True)],
+            spec.tile,
+            shape,
+            strict=True,
+        )
+    )
+    cost = spec.count(*shape) * spec.window[0] * spec.window[1]
+    assert cost == brute_force_cost(cfg, shape, largest)
+
+
+def test_default_plan_is_the_cheapest_within_the_budget_and_cap():
+    cfg = UNetConfig(features=16)
+    spec = plan_tiles(cfg, (2048, 2048), memory_bytes=768 * 2**20)
+    assert spec.window == (1212, 1212) and spec.count(2048, 2048) == 4  # 16 tiles at 700
+    assert activation_bytes(cfg, spec.window) <= 768 * 2**20
+    small = plan_tiles(cfg, (2048, 2048), memory_bytes=128 * 2**20)
+    assert activation_bytes(cfg, small.window) <= 128 * 2**20
+    assert plan_tiles(cfg, (2048, 2048), window=700).window == (700, 700)  # asked for: kept
 
 
 def test_channel_mismatch(rng, net):

@@ -204,3 +204,13 @@ def test_stall_study_reports_the_inputs_the_start_and_short_runs(tmp_path, scrip
     assert float(rows["fit (mean, std)"][1]) == pytest.approx(scaled.mean(), abs=5e-4, rel=0)
     assert len(rows["fit (mean, std)"]) == 11  # the trained columns are there
     assert (tmp_path / "o/fit/latest.pt").is_file() and (tmp_path / "o/dtype/latest.pt").is_file()
+
+
+def test_no_final_scores_the_folds_without_the_model_on_all_frames(
+    tmp_path, pipeline, one_sequence
+):
+    folder, config = one_sequence
+    args = ["--data", str(folder), "--out", str(tmp_path), "--config", str(config)]
+    result = pipeline.main([*args, "--folds", "2", "--val-count", "1", "--no-final"])
+    assert result["final_model"] is None and not (tmp_path / "final").exists()
+    assert len(result["folds"]) == 2 and "rule" in result
