@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from biounet.device import cpu_has_bf16
+from biounet.device import cpu_has_bf16, reuse_freed_memory
 from biounet.inference.tiling import tile_spec
 from biounet.network.unet import UNet, UNetConfig
 
@@ -64,11 +64,12 @@ def forward_seconds(net: UNet, window: int, precision: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--windows", default="572,700,892,1084")
+    parser.add_argument("--windows", default="700,892,1084,1212,1324")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--features", type=int, default=16)
     args = parser.parse_args()
+    reuse_freed_memory()  # as every biounet command does (make_runtime)
     windows = [int(w) for w in args.windows.split(",")]
     precisions = args.precisions.split(",")
     torch.manual_seed(0)

@@ -74,30 +74,36 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
-            with terminate_as_interrupt():
-                return super().invoke(ctx)
-        except click.UsageError as exc:
-            if _HELP and isinstance(exc, _HELP):
-                raise
-            raise click.ClickException(usage_message(exc)) from None
-        except OutOfMemory as exc:
-            raise click.ClickException(_memory_message(ctx, exc.path, exc.note)) from None
-        except ParameterError as exc:  # the library names a parameter; the user typed an option
-            raise click.ClickException(one_line(option_message(exc))) from None
-        except BiounetError as exc:
-            raise click.ClickException(one_line(str(exc))) from None
-        except (MemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise click.ClickException(_memory_message(ctx, None)) from None
-        except OSError as exc:
-            name = ctx.invoked_subcommand or "biounet"
-            raise click.ClickException(one_line(os_error_message(exc, name))) from None
-        except KeyboardInterrupt:
-            name = ctx.invoked_subcommand or "biounet"
-            raise click.ClickException(
-                f"{name}: interrupted; unfinished outputs were removed"
-            ) from None
+            try:
+                with terminate_as_interrupt():
+                    return super().invoke(ctx)
+            except click.UsageError as exc:
+                if _HELP and isinstance(exc, _HELP):
+                    raise
+                raise click.ClickException(usage_message(exc)) from None
+            except OutOfMemory as exc:
+                raise click.ClickException(_memory_message(ctx, exc.path, exc.note)) from None
+            except ParameterError as exc:  # the library names a parameter; the user typed an option
+                raise click.ClickException(one_line(option_message(exc))) from None
+            except BiounetError as exc:
+                raise click.ClickException(one_line(str(exc))) from None
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise click.ClickException(_memory_message(ctx, None)) from None
+            except OSError as exc:
+                name = ctx.invoked_subcommand or "biounet"
+                raise click.ClickException(one_line(os_error_message(exc, name))) from None
+            except KeyboardInterrupt:
+                name = ctx.invoked_subcommand or "biounet"
+                raise click.ClickException(
+                    f"{name}: interrupted; unfinished outputs were removed"
+                ) from None
+        except click.ClickException:
+            # an interrupted zarr write leaves tasks pending on zarr's IO loop; the output
+            # they belonged to is removed, so asyncio must not report them at exit
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            raise
 
 
 def shadowing_folder(cwd: str | Path | None = None) -> Path | None:
