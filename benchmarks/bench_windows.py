@@ -9,7 +9,7 @@ alike; compare the ratios within one run. bf16 is measured also where the CPU
 has no native bf16 arithmetic, to show what that costs (biounet refuses
 ``--precision bf16`` there). The last line is one JSON object.
 
-    python benchmarks/bench_windows.py [--windows 572,700,892,1084] [--rounds 3]
+    python benchmarks/bench_windows.py [--windows 700,892,1084,1212,1324] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -58,18 +58,12 @@ class TileSpec:
 
     def fit(self, height: int, width: int) -> TileSpec:
         """Shrink the tile, axis by axis, to no more than the image needs."""
-        tile, window = [], []
-        for t, w, n in zip(self.tile, self.window, (height, width), strict=True):
-            need = -(-n // self.align) * self.align
-            shrink = max(0, t - need)
-            tile.append(t - shrink)
-            window.append(w - shrink)
-        return TileSpec((tile[0], tile[1]), (window[0], window[1]), self.context, self.align)
+        return self.shrunk((height, width))
 
     def balance(self, height: int, width: int) -> TileSpec:
         """The same number of tiles per axis as this spec needs, each as small as they allow.
 
-        A 2048 px axis needs two tiles of up to 1140 px; two of 1024 px cover
+        A 2048 px axis needs two tiles of up to 1136 px; two of 1024 px cover
         it as well, with smaller windows (less computation, same output).
 
         Examples
@@ -77,18 +71,21 @@ class TileSpec:
         >>> tile_spec(1324).balance(2048, 600).tile
         (1024, 608)
         """
+        counts = (math.ceil(height / self.tile[0]), math.ceil(width / self.tile[1]))
+        return self.shrunk((math.ceil(height / counts[0]), math.ceil(width / counts[1])))
+
+    def shrunk(self, needs: tuple[int, int]) -> TileSpec:
+        """Tiles no larger than `needs` px per axis (rounded up to `align`), windows alike."""
         tile, window = [], []
-        for t, w, n in zip(self.tile, self.window, (height, width), strict=True):
-            share = math.ceil(n / math.ceil(n / t))  # of the fewest tiles that cover n
-            need = math.ceil(share / self.align) * self.align
-            shrink = max(0, t - need)
+        for t, w, n in zip(self.tile, self.window, needs, strict=True):
+            shrink = max(0, t - math.ceil(n / self.align) * self.align)
             tile.append(t - shrink)
             window.append(w - shrink)
         return TileSpec((tile[0], tile[1]), (window[0], window[1]), self.context, self.align)
 
     def count(self, height: int, width: int) -> int:
         """The number of tiles that cover an image of ``height x width`` pixels."""
-        return -(-height // self.tile[0]) * -(-width // self.tile[1])
+        return math.ceil(height / self.tile[0]) * math.ceil(width / self.tile[1])
 
 
 def tile_spec(
