@@ -3,8 +3,10 @@
 Prints, from one run on one machine:
 
 - megapixels per second of `biounet predict` on an N x N uint8 TIFF, and the ratio
-  to the network alone on the same tiles (forward passes on random tensors of the
-  tile size): what tiling, reading, stitching and writing cost;
+  to the network alone on the same tiles (forward passes of the module on random
+  tensors of the tile size; above 1 when the pipeline's fused pass beats it), and to
+  the pipeline's own forward pass alone: what tiling, reading, stitching and writing
+  cost;
 - the achieved GFLOP/s against a float32 matrix multiply measured in the same run;
 - peak RSS of the whole `biounet predict` process for N^2 and (2N)^2 images;
 - MONAI's sliding_window_inference (roi 512, overlap 0.25, gaussian blending) with a
@@ -13,7 +15,9 @@ Prints, from one run on one machine:
   in this process (which has biounet's malloc settings, so MONAI gains from them
   too) and, as ``monai_own_process_ratio``, in a process of MONAI's own;
 - for both, the largest deviation from the network applied to the whole image at
-  once (measured on a crop that fits in memory).
+  once (measured on a crop that fits in memory);
+- useful megapixels per second of one forward pass per window size (``--windows``)
+  and precision (fp32, and bf16 where the CPU has AVX512-BF16 or AMX).
 
 The last line is one JSON object. `--quick` uses 2048/4096 px images (under two
 minutes). Run: `python benchmarks/bench_predict.py [--quick]`.
@@ -39,6 +43,7 @@ import torch
 from biounet.inference.predictor import Predictor, plan_tiles, predict_whole
 from biounet.inference.segmentation import predict
 from biounet.network.checkpoint import save_checkpoint
+from biounet.network.fused import fusion_works
 from biounet.network.summary import forward_flops
 from biounet.network.unet import UNet, UNetConfig
 
@@ -128,8 +133,10 @@ class PairedPredictor(Predictor):
     """The real predictor, followed after every batch by the reference measurements.
 
     After each batch it runs the network on a random tensor of the same shape
-    (the "network alone") and a fixed float32 matrix multiply, each timed on its
-    own and excluded from the pipeline's time. Pairing them tile by tile makes
+    (the "network alone": the module as PyTorch runs it), the predictor's own
+    forward pass on it (with fused ReLUs on the CPU,
+    :mod:`biounet.network.fused`) and a fixed float32 matrix multiply, each
+    timed on its own and excluded from the pipeline's time. Pairing them tile by tile makes
     the ratios robust to other load on the machine.
     """
 
@@ -138,6 +145,7 @@ class PairedPredictor(Predictor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.net_seconds = 0.0
+        self.own_seconds = 0.0
         self.gemm_seconds = 0.0
         self.gemm_flops = 0.0
         self.extra_seconds = 0.0
@@ -151,6 +159,9 @@ class PairedPredictor(Predictor):
             t = time.perf_counter()
             torch.softmax(self.model(x), 1)
             self.net_seconds += time.perf_counter() - t
+            t = time.perf_counter()
+            torch.softmax(self.forward(x), 1)  # the pass the pipeline runs (fused ReLUs)
+            self.own_seconds += time.perf_counter() - t
             t = time.perf_counter()
             self._a @ self._a
             self.gemm_seconds += time.perf_counter() - t
@@ -190,6 +201,7 @@ def paired_run(image: Path, model: UNet, out: Path, window: int | None, batch: i
     return {
         "pipeline_seconds": wall - p.extra_seconds,
         "net_seconds": p.net_seconds,
+        "own_seconds": p.own_seconds,
         "gemm_gflops": p.gemm_flops / p.gemm_seconds / 1e9,
         "tiles": summary.tiles,
         "window": summary.window,
@@ -280,6 +292,42 @@ def deviations(model: UNet, padded: UNet, size: int, window: int) -> dict:
     return result
 
 
+def window_sweep(model: UNet, windows: list[int], repeats: int = 2) -> list[dict]:
+    """Useful megapixels per second of one forward pass per window size and precision.
+
+    The predictor (as the pipeline builds it) on a cell-like window, best of
+    `repeats` after a warm-up pass; bf16 only where the CPU has native
+    bfloat16 arithmetic. Useful pixels are the output tile's.
+    """
+    from scipy import ndimage as ndi
+
+    from biounet.device import cpu_has_bf16, make_runtime
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for precision in ("fp32", "bf16") if cpu_has_bf16() else ("fp32",):
+        predictor = Predictor(model, make_runtime("cpu", precision))
+        for w in windows:
+            img = ndi.gaussian_filter(rng.random((w, w)), 6)
+            img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)[None, None]
+            out = predictor(img)  # warm-up: oneDNN builds its kernels for the shape
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                predictor(img)
+                best = min(best, time.perf_counter() - t)
+            useful = out.shape[-2] * out.shape[-1]
+            rows.append(
+                {"precision": precision, "window": w, "tile": out.shape[-1],
+                 "seconds": round(best, 4), "useful_mp_per_s": round(useful / best / 1e6, 4)}
+            )  # fmt: skip
+            print(
+                f"  {precision} window {w} (tile {out.shape[-1]}): {best:.3f} s per pass, "
+                f"{useful / best / 1e6:.3f} useful MP/s"
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2048/4096 px, under two minutes")
@@ -288,6 +336,11 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, help="window (default: biounet's choice)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--no-monai", action="store_true")
+    parser.add_argument(
+        "--windows",
+        default="700,1084,1212,1324",
+        help="window sizes of the per-window, per-precision sweep ('' to skip)",
+    )
     parser.add_argument("--workdir", type=Path, help="where the synthetic TIFFs go")
     args = parser.parse_args()
     size = 2048 if args.quick else args.size
@@ -320,11 +373,13 @@ def main() -> None:
     flops = forward_flops(model.config, window) * run["tiles"]
     mp_per_s = size * size / 1e6 / run["pipeline_seconds"]
     ratio = run["net_seconds"] / run["pipeline_seconds"]
+    own_ratio = run["own_seconds"] / run["pipeline_seconds"]
     gflops = flops / run["pipeline_seconds"] / 1e9
     print(
         f"{size}x{size}, {run['tiles']} tiles of {window[0]}x{window[1]}: "
         f"{run['pipeline_seconds']:.1f} s, {mp_per_s:.3f} MP/s; network alone on the same "
-        f"tiles {run['net_seconds']:.1f} s -> ratio {ratio:.3f}"
+        f"tiles {run['net_seconds']:.1f} s -> ratio {ratio:.3f}; the pipeline's own "
+        f"forward pass alone {run['own_seconds']:.1f} s -> ratio {own_ratio:.3f}"
     )
     print(
         f"achieved {gflops:.1f} GFLOP/s; paired 1024 matrix multiply "
@@ -379,6 +434,10 @@ def main() -> None:
                 f"{monai['own_process_seconds']:.1f} s -> biounet "
                 f"{monai['own_process_seconds'] / monai['ours_seconds']:.2f}x as fast"
             )
+    sweep = []
+    if args.windows:
+        print("forward pass per window size and precision (the predictor, one window):")
+        sweep = window_sweep(model, [int(w) for w in args.windows.split(",")])
     crop = 1024 if args.quick else 2048
     dev = deviations(
         model.eval(), padded.eval(), crop, window[0] if window[0] <= crop + 188 else 700
@@ -394,6 +453,8 @@ def main() -> None:
         "tiles": run["tiles"],
         "mp_per_s": round(mp_per_s, 4),
         "ratio_vs_network": round(ratio, 4),
+        "ratio_vs_own_forward": round(own_ratio, 4),
+        "fused": bool(fusion_works()),
         "gflops": round(gflops, 2),
         "gemm_gflops": round(run["gemm_gflops"], 2),
         "gflops_ratio_vs_gemm": round(gflops / run["gemm_gflops"], 4),
@@ -407,6 +468,7 @@ def main() -> None:
         "monai_own_process_ratio": (
             round(monai["own_process_seconds"] / monai["ours_seconds"], 4) if monai else None
         ),
+        "sweep": sweep,
         "max_abs_diff_vs_whole": dev["ours"],
         "monai_max_abs_diff_vs_whole": dev.get("monai"),
     }

@@ -133,9 +133,12 @@ def reuse_freed_memory() -> bool:
     and keeps up to 1 GiB of freed memory at the heap's top for reuse
     (``M_TRIM_THRESHOLD``); :func:`return_freed_memory` gives it back when
     a job ends. Measured with ``benchmarks/bench_windows.py`` (docs/performance.md).
-    :func:`make_runtime` calls it; it acts once per process. Threads other than
-    the main one allocate from their own arenas, where glibc still maps buffers
-    above 64 MiB one by one.
+    :func:`make_runtime` calls it; it acts once per process. It also caps glibc
+    at one arena (``M_ARENA_MAX`` 1): threads started later (Dask's workers,
+    :func:`biounet.inference.ahead.ahead`) would otherwise allocate from
+    arenas of their own, whose heaps of 64 MiB cannot hold such buffers, so
+    glibc maps them one by one there whatever ``M_MMAP_MAX`` says (a 1212 px
+    window in a thread: 170,000 page faults per pass, 3 with one arena).
 
     Returns
     -------
@@ -145,8 +148,12 @@ def reuse_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # from glibc's malloc.h
+    return (
+        bool(libc.mallopt(m_mmap_max, 0))
+        and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+        and bool(libc.mallopt(m_arena_max, 1))
+    )
 
 
 def return_freed_memory() -> bool:
@@ -195,15 +202,22 @@ def cpu_has_bf16() -> bool:
 
 
 def make_runtime(
-    device: str = "auto", precision: Precision = "auto", *, channels_last: bool = True
+    device: str = "auto",
+    precision: Precision = "auto",
+    *,
+    channels_last: bool = True,
+    training: bool = False,
 ) -> Runtime:
     """Resolve a device and a precision into a :class:`Runtime`.
 
     ``precision="auto"`` means bf16 on CUDA devices that support it, fp16 on
     older ones, float32 on the CPU. On the CPU, bf16 (autocast through oneDNN)
-    is opt-in and needs native bfloat16 arithmetic (:func:`cpu_has_bf16`): it
-    about halves the time of a forward pass on such CPUs, with probabilities
-    that differ from float32 by about 1e-2. fp16 on the CPU is an error.
+    is opt-in for prediction and needs native bfloat16 arithmetic
+    (:func:`cpu_has_bf16`): it about halves the time of a forward pass on such
+    CPUs, with probabilities that differ from float32 by about 1e-2. With
+    ``training=True``, ``"auto"`` is bf16 on such a CPU as well: a training step
+    takes 0.36-0.44 of its float32 time on AMX cores and trains as well
+    (docs/performance.md); elsewhere it stays float32. fp16 on the CPU is an error.
 
     Examples
     --------
@@ -215,6 +229,8 @@ def make_runtime(
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ParameterError("precision", precision, "expected auto, fp32, bf16 or fp16")
     if dev.type != "cuda":
+        if precision == "auto" and training and cpu_has_bf16():
+            precision = "bf16"
         if precision == "fp16":
             raise ParameterError(
                 "precision", precision, "fp16 needs a CUDA device (on the CPU: bf16 or fp32)"

@@ -83,13 +83,22 @@ def test_cuda_runtime():
 
 
 _FAULTS = """
-import resource, sys
+import resource, sys, threading
 import torch
 from biounet.device import return_freed_memory, reuse_freed_memory
 
-mib = int(sys.argv[1])
+mib, where = int(sys.argv[1]), sys.argv[2]
 
-def faults():
+def faults(where="main"):
+    if where == "thread":  # a thread started after the fix, as the look-ahead's is
+        out = []
+        t = threading.Thread(target=lambda: out.append(main_faults()))
+        t.start()
+        t.join()
+        return out[0]
+    return main_faults()
+
+def main_faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(20):
         torch.ones(mib << 20, dtype=torch.uint8)  # allocated, touched and freed
@@ -102,8 +111,8 @@ def rss_mib():
 faults()
 plain = faults()
 assert reuse_freed_memory()
-faults()
-fixed = faults()
+faults(where)
+fixed = faults(where)
 kept = rss_mib()
 assert return_freed_memory()
 print(plain, fixed, kept, rss_mib())
@@ -112,19 +121,22 @@ print(plain, fixed, kept, rss_mib())
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 @pytest.mark.parametrize(
-    ("mib", "env"),
+    ("mib", "env", "where"),
     [
         # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map and
         # unmap every large buffer: each 4 MiB array faults its pages in anew
-        (4, {"MALLOC_TRIM_THRESHOLD_": "65536"}),
+        (4, {"MALLOC_TRIM_THRESHOLD_": "65536"}, "main"),
         # above glibc's largest mmap threshold (32 MiB) every process does that: a
         # level-0 feature map of a 1208 px window (features=16) is 93 MiB
-        (96, {}),
+        (96, {}, "main"),
+        # a thread of its own would allocate from an arena of its own, where glibc maps
+        # them whatever M_MMAP_MAX says, unless threads share the main arena (M_ARENA_MAX)
+        (96, {}, "thread"),
     ],
 )
-def test_large_buffers_are_reused_and_given_back_at_the_end(mib, env):
+def test_large_buffers_are_reused_and_given_back_at_the_end(mib, env, where):
     out = subprocess.run(
-        [sys.executable, "-c", _FAULTS, str(mib)],
+        [sys.executable, "-c", _FAULTS, str(mib), where],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

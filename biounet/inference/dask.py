@@ -55,6 +55,18 @@ class _Job:
     transform: Callable[[np.ndarray], np.ndarray]
 
 
+#: glibc settings for the local workers' processes, given before they start. In a
+#: process, :func:`biounet.device.reuse_freed_memory` sets the same; in a worker it
+#: would come too late, since the task threads already allocate from arenas of
+#: their own, where feature maps are mapped and faulted in anew on every pass.
+#: (Dask's own default, ``MALLOC_TRIM_THRESHOLD_=65536``, is replaced.)
+WORKER_MALLOC = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+}
+
+
 def start_client(scheduler: str | None = None, workers: int | None = None) -> tuple[Any, Any]:
     """Connect to a running scheduler, or start a local cluster of `workers` processes.
 
@@ -75,9 +87,14 @@ def start_client(scheduler: str | None = None, workers: int | None = None) -> tu
             return Client(scheduler, timeout="20s"), None
         except OSError as exc:
             raise BiounetError(f"scheduler {scheduler}: cannot connect ({exc})") from None
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = {**dask.config.get(key, {}), **WORKER_MALLOC}
+    with dask.config.set({key: environ}):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     return Client(cluster), cluster
 
 

@@ -29,6 +29,7 @@ from biounet.inference.tiling import (
 from biounet.inference.tta import dihedral_transforms, rot7_angles, rotate
 from biounet.limits import host_memory_mib
 from biounet.network import shapes
+from biounet.network.fused import can_fuse, fused_forward
 from biounet.network.unet import UNet, UNetConfig
 from biounet.options import TTA, TTA_CHOICES
 
@@ -230,6 +231,11 @@ class Predictor:
         self.config = cfg = model.config
         self.normalization = model.normalization
         self.model = self.runtime.prepare(copy.deepcopy(model).eval().to(dtype))
+        #: The forward pass: the model, or on CPU float32 the same pass with fused
+        #: ReLUs (:func:`biounet.network.fused.fused_forward`, equal output, faster).
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
+        if can_fuse(self.runtime.device, dtype, self.runtime.amp_dtype):
+            self.forward = functools.partial(fused_forward, self.model)
         self.tta = tta
         self.dtype = dtype
         self.context = tile_context(depth=cfg.depth, padding=cfg.padding)
@@ -285,7 +291,7 @@ class Predictor:
         if self.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.runtime.autocast():
-            logits = self.model(x)
+            logits = self.forward(x)
         p = torch.softmax(logits.to(self.dtype), dim=1)
         if self.config.padding == "same":
             p = p[..., self.context :, self.context :]

@@ -35,6 +35,7 @@ import torch
 
 from biounet.device import Runtime, make_runtime, return_freed_memory
 from biounet.errors import BiounetError, ParameterError
+from biounet.inference.ahead import ahead
 from biounet.inference.instances import label_stack
 from biounet.inference.outputs import (
     TILE_UNIT,
@@ -160,7 +161,12 @@ def stream_probabilities(
     transform: Callable[[np.ndarray], np.ndarray],
     bar: TileProgress,
 ) -> Iterator[TileData]:
-    """The tiles' class probabilities computed in this process (a :class:`ProbabilityStream`)."""
+    """The tiles' class probabilities computed in this process (a :class:`ProbabilityStream`).
+
+    Reading and the forward passes run one tile ahead in a thread
+    (:func:`biounet.inference.ahead.ahead`), overlapping the caller's encoding
+    and writing.
+    """
     predictor = Predictor(model, plan.runtime, tta=plan.tiles.tta, dtype=plan.dtype)
     read_spec, predict = predictor.windows(plan.spec)
     shape = (source.height, source.width)
@@ -173,7 +179,8 @@ def stream_probabilities(
         batches = iter_predictions(
             read, shape, predict, read_spec, grid, batch_size=plan.tiles.batch_size
         )
-        for tile, out in batches:
+        # the next tiles are read and predicted while the caller encodes and writes
+        for tile, out in ahead(batches):
             bar.update(out.shape[-2] * out.shape[-1])
             yield plane, tile.rows, tile.cols, transform(out)
 

@@ -27,7 +27,7 @@ from biounet.signals import terminate_as_interrupt
 from biounet.training import ddp
 from biounet.training.config import TrainConfig, dump_config, load_config
 from biounet.training.loop import BEST, CONFIG_NAME, LATEST, TrainSummary, load_data, train
-from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, read_log
+from biounet.training.runlog import LOG_NAME, PLOT_NAME, append_log, read_log, training_seconds
 from biounet.training.stall import restart_config
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,9 @@ def finish_run(
 
     What pipelines call for every training stage, so that calling them again
     continues where they stopped. A resumed run keeps its own recorded config
-    but takes `config`'s ``time_limit`` and ``iterations``.
+    but takes `config`'s ``iterations`` and ``time_limit``; the time limit is
+    the run's whole budget, so a run that has spent it (its log's training
+    time) is done and is not trained again.
 
     Returns
     -------
@@ -469,8 +471,14 @@ def finish_run(
     step = saved_step(latest)
     if step >= config.iterations:
         return step
+    left = config.time_limit
+    if left is not None:
+        left -= training_seconds(read_log(run_dir))
+        if left <= 0:
+            log.info(f"{run_dir}: its time limit is spent at step {step}; done")
+            return step
     recorded = run_config(run_dir)
-    resumed = replace(recorded, time_limit=config.time_limit, iterations=config.iterations)
+    resumed = replace(recorded, time_limit=left, iterations=config.iterations)
     return run_training(resumed, run_dir, runtime=runtime, resume=True, progress=progress).steps
 
 

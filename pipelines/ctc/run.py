@@ -94,6 +94,52 @@ def gold_truth_frames(data: Path, sequence: str) -> list[tuple[Path, Path, int]]
     return out
 
 
+def silver_truth_frames(data: Path, sequence: str) -> list[tuple[Path, Path, int]]:
+    """(frame, silver truth, frame number) for every frame with ``NN_ST/SEG`` labels.
+
+    Silver truth (labels from the best challenge entries) is a training option
+    only, never scored. Empty when the data set has none.
+    """
+    seg = data / f"{sequence}_ST" / "SEG"
+    if not seg.is_dir():
+        return []
+    out = []
+    for st in sorted(seg.iterdir()):
+        match = GT_NAME.match(st.name)
+        if not match:
+            continue
+        t = int(match.group(1))
+        frame = next(
+            (f for n in (3, 4) if (f := data / sequence / f"t{t:0{n}d}.tif").is_file()), None
+        )
+        if frame is not None:
+            out.append((frame, st, t))
+    return out
+
+
+def with_silver(gold: list, silver: list, kept_apart: list[int], gap: int) -> list:
+    """`gold` training frames plus silver-truth frames at least `gap` + 1 frames from `kept_apart`.
+
+    Neighbouring frames of a time-lapse nearly repeat each other, so a silver
+    frame within `gap` frames of a scored (or validating) frame would leak it;
+    a frame with gold truth keeps its gold truth.
+
+    Examples
+    --------
+    >>> g = [("g", "G", 4)]
+    >>> s = [("s", "S", t) for t in range(12)]
+    >>> [t for _, _, t in with_silver(g, s, kept_apart=[8], gap=2)]
+    [0, 1, 2, 3, 4, 5, 11]
+    """
+    have = {t for _, _, t in gold}
+    extra = [
+        f
+        for f in silver
+        if f[2] not in have and all(abs(f[2] - k) > gap for k in kept_apart)
+    ]
+    return sorted(gold + extra, key=lambda f: f[2])
+
+
 def detect_dataset(data: Path, given: str | None = None) -> str | None:
     """The challenge's name of a data set: `given` (u373, hela), else from the folder or README.
 
@@ -166,16 +212,26 @@ def split_sequence(data: Path, out: Path, sequence: str, test_count: int) -> tup
 
 
 def stage_train(
-    config, images: Path, run: Path, val_count: int, runtime, *, watch_training: bool = False
+    config,
+    images: Path,
+    run: Path,
+    val_count: int,
+    runtime,
+    *,
+    watch_training: bool = False,
+    val_images: Path | None = None,
 ) -> Path:
     """Train (or resume, or skip when finished) on the annotated frames in `images`.
 
     With `watch_training` (and ``val_count`` 0) the training frames themselves
     are validated: nothing is chosen on them, but the stall check sees the run.
+    `val_images` validates on other frames instead (``val_count`` 0).
     """
     data = DataConfig(images=str(images), label_kind="instance", val_count=val_count)
     if watch_training:
         data = replace(data, val_images=str(images))
+    if val_images is not None:
+        data = replace(data, val_images=str(val_images), val_count=0)
     config = replace(config, data=data)
     step = finish_run(config, run, runtime=runtime, progress=True)
     log.info(f"train: {step} of {config.iterations} steps")
@@ -224,8 +280,14 @@ def stage_score(predictions: Path, test: list) -> dict:
     }
 
 
-def stage_probabilities(run: Path, frames: list, folder: Path, runtime) -> list[np.ndarray]:
-    """Foreground probabilities of `frames` by the run's model, kept as ``probNNN.tif``."""
+def stage_probabilities(
+    run: Path, frames: list, folder: Path, runtime, *, chosen: bool = True
+) -> list[np.ndarray]:
+    """Foreground probabilities of `frames` by the run's model, kept as ``probNNN.tif``.
+
+    The model is ``best.pt`` when `chosen` (and it exists), else the last
+    (averaged) weights.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     model = None
     out = []
@@ -233,7 +295,8 @@ def stage_probabilities(run: Path, frames: list, folder: Path, runtime) -> list[
         target = folder / f"prob{t:03d}.tif"
         if not target.exists():
             if model is None:
-                model = load_model(run / BEST if (run / BEST).exists() else run / LATEST)
+                best = run / BEST if chosen and (run / BEST).exists() else run / LATEST
+                model = load_model(best)
             prob = predict(tifffile.imread(frame), model, runtime=runtime)[0, 1]
             with atomic_output(target, overwrite=False, inputs=[frame]) as tmp:
                 tifffile.imwrite(tmp, prob.astype(np.float32))
@@ -283,10 +346,18 @@ def run_folds(
     runtime,
     *,
     final: bool = True,
+    silver_gap: int | None = None,
+    predict_runtime=None,
 ):
     """Leave-frames-out: train per block, calibrate on the other blocks, score the block.
 
     With ``final=False`` the model on all frames is not trained (its path is None).
+    With ``val_count`` 0 every other frame trains and the block is predicted by
+    the last (averaged) weights, as the final model is; otherwise the last
+    `val_count` of them choose ``best.pt``. With `silver_gap` the sequence's
+    silver truth joins each training, except frames within `silver_gap` of a
+    scored or validating frame (:func:`with_silver`). `predict_runtime`
+    (default `runtime`) predicts the probabilities.
 
     Returns
     -------
@@ -296,6 +367,10 @@ def run_folds(
         the rule calibrated on all folds; the final model's path.
     """
     frames = gold_truth_frames(data, sequence)
+    silver = silver_truth_frames(data, sequence) if silver_gap is not None else []
+    if silver_gap is not None and not silver:
+        raise SystemExit(f"Error: --silver: {data / f'{sequence}_ST' / 'SEG'} holds no labels")
+    predict_runtime = predict_runtime or runtime
     blocks = fold_blocks(len(frames), folds)
     probs, truth, runs = [], [], []
     for i, block in enumerate(blocks):
@@ -305,10 +380,19 @@ def run_folds(
             raise SystemExit(
                 f"Error: --val-count {val_count}: fold {i} trains on {len(rest)} frames"
             )
-        images = link_frames(rest, out / f"fold{i}" / "data", sequence)
-        run = stage_train(config, images, out / f"fold{i}" / "train", val_count, runtime)
         test = [frames[j] for j in block]
-        probs.append(stage_probabilities(run, test, out / f"fold{i}" / "probabilities", runtime))
+        run = train_fold(
+            config, rest, test, out / f"fold{i}", sequence, val_count, runtime, silver, silver_gap
+        )
+        probs.append(
+            stage_probabilities(
+                run,
+                test,
+                out / f"fold{i}" / "probabilities",
+                predict_runtime,
+                chosen=val_count > 0,
+            )
+        )
         truth.append([tifffile.imread(gt) for _, gt, _ in test])
         runs.append(run)
     results = []
@@ -332,9 +416,13 @@ def run_folds(
         )
     segs = [r["seg"] for r in results]
     final_rule = calibrate_rule([p for ps in probs for p in ps], [g for gs in truth for g in gs])
-    final = (
-        stage_final(config, frames, out / "final", sequence, final_rule, runtime) if final else None
-    )
+    if final:
+        train = with_silver(frames, silver, [], 0) if silver else frames
+        final = stage_final(
+            config, train, out / "final", sequence, final_rule, runtime, watch=frames
+        )
+    else:
+        final = None
     return {
         "folds": results,
         "seg_mean": float(np.mean(segs)),
@@ -344,11 +432,44 @@ def run_folds(
     }
 
 
-def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runtime) -> Path:
+def train_fold(
+    config,
+    rest: list,
+    test: list,
+    out: Path,
+    sequence: str,
+    val_count: int,
+    runtime,
+    silver: list,
+    silver_gap: int | None,
+) -> Path:
+    """Train one fold on the frames `rest` (and silver truth) that `test` is not among."""
+    if not silver:
+        images = link_frames(rest, out / "data", sequence)
+        watch = val_count == 0
+        return stage_train(config, images, out / "train", val_count, runtime, watch_training=watch)
+    train, val = (rest[:-val_count], rest[-val_count:]) if val_count else (rest, [])
+    apart = [t for _, _, t in test + val]
+    images = link_frames(with_silver(train, silver, apart, silver_gap), out / "data", sequence)
+    # without validation frames the gold training frames are watched (nothing is chosen)
+    val_images = link_frames(val or train, out / ("val" if val else "watch"), sequence)
+    return stage_train(config, images, out / "train", 0, runtime, val_images=val_images)
+
+
+def stage_final(
+    config,
+    frames: list,
+    out: Path,
+    sequence: str,
+    rule: dict,
+    runtime,
+    *,
+    watch: list | None = None,
+) -> Path:
     """Train on all annotated frames with the folds' settings; store the folds' rule.
 
-    Nothing is chosen on the training frames; they are validated only so that
-    the stall check sees the run.
+    Nothing is chosen on the training frames; they (or the frames `watch`, a
+    subset) are validated only so that the stall check sees the run.
 
     ``final/model.pt`` is the last (averaged) weights with the folds' whole
     rule as its decision rule (threshold, smallest object, and the watershed
@@ -357,7 +478,11 @@ def stage_final(config, frames: list, out: Path, sequence: str, rule: dict, runt
     holds the same rule.
     """
     images = link_frames(frames, out / "data", sequence)
-    run = stage_train(config, images, out / "train", 0, runtime, watch_training=True)
+    if watch is None or len(watch) == len(frames):
+        run = stage_train(config, images, out / "train", 0, runtime, watch_training=True)
+    else:
+        watched = link_frames(watch, out / "watch", sequence)
+        run = stage_train(config, images, out / "train", 0, runtime, val_images=watched)
     target = out / "model.pt"
     if not target.exists():
         model = load_model(run / LATEST)
@@ -468,8 +593,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--val-count",
         type=int,
-        default=2,
-        help="annotated training frames held out to validate and calibrate (default 2)",
+        help="annotated training frames held out to validate and calibrate (default 2; with "
+        "--folds 0: every other frame trains and the last averaged weights predict, as for "
+        "the final model)",
+    )
+    parser.add_argument(
+        "--silver",
+        type=int,
+        metavar="GAP",
+        help="with --folds: add the training sequence's silver truth (NN_ST/SEG) to every "
+        "training, except frames within GAP frames of a scored or validating one",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="training precision (auto: bf16 on a CPU with AVX512-BF16 or AMX, as on CUDA; "
+        "else fp32); probabilities are always predicted in fp32",
     )
     parser.add_argument(
         "--config", type=Path, default=HERE / "config.yaml", help="training configuration"
@@ -487,7 +627,11 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.dataset and len(args.data) > 1:
         raise SystemExit("Error: --dataset: names the data set of a single --data folder")
-    runtime = make_runtime(args.device)
+    if args.val_count is None:
+        args.val_count = 0 if args.folds else 2
+    if args.silver is not None and not args.folds:
+        raise SystemExit("Error: --silver: needs --folds")
+    runtime = make_runtime(args.device, args.precision, training=True), make_runtime(args.device)
     config = load_config(args.config)
     if args.time_limit:
         config = replace(config, time_limit=args.time_limit)
@@ -507,14 +651,30 @@ def main(argv: list[str] | None = None) -> dict:
     return entries[0] if not several else {"data_sets": entries}
 
 
-def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
-    """Train, predict and score one data set: folds, or a train/test split."""
+def run_data_set(args, config, data: Path, out: Path, runtimes: tuple) -> dict:
+    """Train, predict and score one data set: folds, or a train/test split.
+
+    `runtimes` is (training runtime, prediction runtime).
+    """
+    runtime, predict_runtime = runtimes
     name = detect_dataset(data, args.dataset)
     train_seq, test_seq = default_sequences(data, args.train, args.test, args.folds)
-    machine = f"{platform.machine()}, {runtime.describe()}, torch {torch.__version__}"
+    machine = (
+        f"{platform.machine()}, training {runtime.describe()}, "
+        f"prediction {predict_runtime.describe()}, torch {torch.__version__}"
+    )
     if args.folds:
         results = run_folds(
-            config, data, out, train_seq, args.folds, args.val_count, runtime, final=args.final
+            config,
+            data,
+            out,
+            train_seq,
+            args.folds,
+            args.val_count,
+            runtime,
+            final=args.final,
+            silver_gap=args.silver,
+            predict_runtime=predict_runtime,
         )
         entry = {
             "data": name or data.resolve().name,
@@ -532,7 +692,7 @@ def run_data_set(args, config, data: Path, out: Path, runtime) -> dict:
         images, test = data / train_seq, gold_truth_frames(data, test_seq)
         gold_truth_frames(data, train_seq)  # fail early on a missing GT folder
     run = stage_train(config, images, out / "train", args.val_count, runtime)
-    predictions = stage_predict(run, test, out, runtime)
+    predictions = stage_predict(run, test, out, predict_runtime)
     scores = stage_score(predictions, test)
     records = read_log(run)
     label = name or data.resolve().name

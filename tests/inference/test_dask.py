@@ -52,6 +52,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def test_local_workers_start_with_biounets_malloc_settings(client):
+    seen = client.run(lambda: {k: os.environ.get(k) for k in distributed.WORKER_MALLOC})
+    assert seen and all(env == distributed.WORKER_MALLOC for env in seen.values())
+
+
 @pytest.mark.parametrize(
     "kind,ext", [("probabilities", ".tif"), ("probabilities", ".zarr"), ("labels", ".tif")]
 )

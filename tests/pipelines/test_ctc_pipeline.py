@@ -214,3 +214,37 @@ def test_no_final_scores_the_folds_without_the_model_on_all_frames(
     result = pipeline.main([*args, "--folds", "2", "--val-count", "1", "--no-final"])
     assert result["final_model"] is None and not (tmp_path / "final").exists()
     assert len(result["folds"]) == 2 and "rule" in result
+
+
+def test_silver_truth_trains_but_never_near_a_scored_or_validating_frame(
+    tmp_path, pipeline, one_sequence
+):
+    import shutil
+
+    source, config = one_sequence
+    folder = tmp_path / "cells"
+    shutil.copytree(source, folder)
+    silver = folder / "01_ST" / "SEG"
+    silver.mkdir(parents=True)
+    for t in range(12):  # silver truth on every frame (here: a copy of a gold truth)
+        shutil.copy(folder / "01_GT/SEG/man_seg000.tif", silver / f"man_seg{t:03d}.tif")
+    out = tmp_path / "out"
+    args = ["--data", str(folder), "--out", str(out), "--config", str(config), "--folds", "3"]
+    result = pipeline.main([*args, "--val-count", "1", "--silver", "1", "--no-final"])
+    gold = [0, 2, 4, 6, 8, 10]
+    for fold in result["folds"]:
+        i, scored = fold["fold"], fold["frames"]
+        rest = [t for t in gold if t not in scored]
+        validating = rest[-1:]
+        val = sorted(int(p.name[1:4]) for p in (out / f"fold{i}/val/01").iterdir())
+        assert val == validating
+        trained = {int(p.name[1:4]) for p in (out / f"fold{i}/data/01").iterdir()}
+        apart = scored + validating
+        want = {t for t in range(12) if all(abs(t - k) > 1 for k in apart)} | set(rest[:-1])
+        assert trained == want
+        # a gold frame trains on its gold truth, a silver frame on its silver truth
+        for t in trained:
+            link = (out / f"fold{i}/data/01_GT/SEG/man_seg{t:03d}.tif").resolve()
+            assert link.parent == ((folder / "01_GT/SEG") if t in gold else silver).resolve()
+    with pytest.raises(SystemExit, match="needs --folds"):
+        pipeline.main(["--data", str(folder), "--out", str(out / "x"), "--silver", "1"])

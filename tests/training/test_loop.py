@@ -419,3 +419,18 @@ def test_an_unfitted_normalisation_refuses_to_scale():
     with pytest.raises(ValueError, match="constant"):
         fit_normalization([np.full(4, 7, np.uint8)], Normalization("fit"))
     assert fit_normalization([np.zeros(2)], Normalization()) == Normalization()
+
+
+def test_finish_run_does_not_give_a_time_limited_run_a_fresh_budget(tmp_path, data):
+    from dataclasses import replace
+
+    from biounet.training.run import finish_run
+
+    rt = make_runtime("cpu")
+    cfg = small_config(data, iterations=4, time_limit=1e-3, log_every=1, checkpoint_every=1)
+    assert finish_run(cfg, tmp_path / "r", runtime=rt) == 1  # out of time at the first log
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert finish_run(cfg, tmp_path / "r", runtime=rt) == 1  # its budget is spent: done
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == lines
+    # a larger budget continues the run with what is left of it
+    assert finish_run(replace(cfg, time_limit=3600.0), tmp_path / "r", runtime=rt) == 4

@@ -1,0 +1,58 @@
+"""The look-ahead thread: order, errors, early stops, and that it really overlaps."""
+
+import threading
+
+import pytest
+
+from biounet.inference.ahead import ahead
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_items_come_in_order(depth):
+    assert list(ahead(iter(range(50)), depth)) == list(range(50))
+
+
+def test_an_error_is_raised_at_its_item():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("tile 3: unreadable")
+
+    got = []
+    with pytest.raises(ValueError, match="tile 3"):
+        for x in ahead(items()):
+            got.append(x)
+    assert got == [1, 2]
+
+
+def test_stopping_early_stops_the_thread():
+    made = []
+
+    def items():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    it = ahead(items(), depth=2)
+    assert next(it) == 0
+    it.close()
+    assert not any(t.name == "biounet-ahead" for t in threading.enumerate())
+    assert len(made) <= 4  # the item taken, two waiting, one being made
+
+
+def test_the_next_item_is_made_while_the_caller_works_on_this_one():
+    made = []
+    ready = threading.Condition()
+
+    def items():
+        for i in range(3):
+            with ready:
+                made.append((i, threading.get_ident()))
+                ready.notify_all()
+            yield i
+
+    for i in ahead(items()):
+        if i < 2:  # while "writing" item i, item i + 1 appears (made in parallel)
+            with ready:
+                assert ready.wait_for(lambda i=i: len(made) > i + 1, timeout=10)
+    assert all(ident != threading.get_ident() for _, ident in made)
