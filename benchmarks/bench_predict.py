@@ -16,6 +16,8 @@ Prints, from one run on one machine:
   too) and, as ``monai_own_process_ratio``, in a process of MONAI's own;
 - for both, the largest deviation from the network applied to the whole image at
   once (measured on a crop that fits in memory);
+- the seconds of the in-process pipeline with the fused pass and the look-ahead
+  thread each on and off;
 - useful megapixels per second of one forward pass per window size (``--windows``)
   and precision (fp32, and bf16 where the CPU has AVX512-BF16 or AMX).
 
@@ -292,6 +294,37 @@ def deviations(model: UNet, padded: UNet, size: int, window: int) -> dict:
     return result
 
 
+def ablation(image: Path, model: UNet, out: Path, rounds: int = 2) -> dict:
+    """segment_file's seconds with the fused pass and the look-ahead each on and off.
+
+    Interleaved rounds; the best of each setting counts. The two switches are
+    module attributes (``predictor.can_fuse``, ``segmentation.LOOK_AHEAD``),
+    set here for the measurement only.
+    """
+    import biounet.inference.predictor as pred
+    import biounet.inference.segmentation as seg
+
+    fuse, depth = pred.can_fuse, seg.LOOK_AHEAD
+    settings = {
+        "plain": (False, 0),
+        "fused": (True, 0),
+        "ahead": (False, 1),
+        "fused+ahead": (True, 1),
+    }
+    best = {k: float("inf") for k in settings}
+    try:
+        for _ in range(rounds):
+            for name, (fused, ahead) in settings.items():
+                pred.can_fuse = fuse if fused else (lambda *a: False)
+                seg.LOOK_AHEAD = ahead
+                best[name] = min(best[name], ours_seconds(image, model, out, None, 1))
+    finally:
+        pred.can_fuse, seg.LOOK_AHEAD = fuse, depth
+    for name, t in best.items():
+        print(f"  {name:12s}: {t:.2f} s ({best['plain'] / t:.3f}x plain)")
+    return {k: round(v, 3) for k, v in best.items()}
+
+
 def window_sweep(model: UNet, windows: list[int], repeats: int = 2) -> list[dict]:
     """Useful megapixels per second of one forward pass per window size and precision.
 
@@ -434,6 +467,8 @@ def main() -> None:
                 f"{monai['own_process_seconds']:.1f} s -> biounet "
                 f"{monai['own_process_seconds'] / monai['ours_seconds']:.2f}x as fast"
             )
+    print("fused pass and look-ahead on and off (segment_file in this process, best of 2):")
+    parts = ablation(paths[size], model, work / "ablation.tif")
     sweep = []
     if args.windows:
         print("forward pass per window size and precision (the predictor, one window):")
@@ -468,6 +503,7 @@ def main() -> None:
         "monai_own_process_ratio": (
             round(monai["own_process_seconds"] / monai["ours_seconds"], 4) if monai else None
         ),
+        "ablation_seconds": parts,
         "sweep": sweep,
         "max_abs_diff_vs_whole": dev["ours"],
         "monai_max_abs_diff_vs_whole": dev.get("monai"),

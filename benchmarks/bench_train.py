@@ -13,6 +13,8 @@ Measurements (one function each; `main` assembles the JSON):
   (target: ratio <= 1.10), and the forward+backward rate in GFLOP/s (three
   times the forward pass's FLOPs) against a float32 matrix multiply timed in
   the same run (target: >= 0.60 of it).
+* ``bench_step_precision``: one SGD step in float32 and in bf16 (features 16
+  and 32, 1 and 2 threads), where the CPU has AVX512-BF16 or AMX.
 * ``bench_validate``: validation as training runs it (whole held-out images
   predicted with overlap-tile, the decision rule calibrated on them), in
   seconds per image, against the prediction alone.
@@ -249,6 +251,62 @@ def bench_step(
     }
 
 
+def bench_step_precision(*, quick: bool = False, threads: tuple[int, ...] = (1, 2)) -> dict:
+    """One SGD step (forward, weighted loss, backward, update) in float32 and in bf16.
+
+    On random 572 tiles, features 16 and 32, for each thread count; the two
+    precisions alternate and the median of each counts. Only where the CPU
+    has native bfloat16 arithmetic (training's ``--precision auto`` is bf16
+    there); elsewhere it returns nothing.
+    """
+    import torch
+
+    from biounet.device import cpu_has_bf16, make_runtime
+    from biounet.network.unet import UNet, UNetConfig
+    from biounet.training.loss import weighted_cross_entropy
+
+    if not cpu_has_bf16():
+        print("training step bf16 vs fp32: skipped (no AVX512-BF16 or AMX)")
+        return {}
+    before, out, steps = torch.get_num_threads(), {}, 3 if quick else 6
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            for features in (16, 32):
+                times = {"fp32": [], "bf16": []}
+                nets = {}
+                for precision in times:
+                    torch.manual_seed(0)
+                    runtime = make_runtime("cpu", precision, training=True)
+                    net = runtime.prepare(UNet(UNetConfig(features=features)))
+                    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99)
+                    nets[precision] = (runtime, net, opt)
+                x = torch.rand(1, 1, 572, 572).contiguous(memory_format=torch.channels_last)
+                y, w = torch.randint(0, 2, (1, 388, 388)), torch.rand(1, 388, 388)
+                for i in range(steps + 1):
+                    for precision, (runtime, net, opt) in nets.items():
+                        t = time.perf_counter()
+                        with runtime.autocast():
+                            logits = net(x)
+                        loss = weighted_cross_entropy(logits.float(), y, w)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        if i:  # the first step of each builds oneDNN's kernels
+                            times[precision].append(time.perf_counter() - t)
+                fp32, bf16 = (float(np.median(times[p])) for p in ("fp32", "bf16"))
+                print(
+                    f"training step, features={features}, {n} thread(s): fp32 {fp32 * 1e3:.0f} "
+                    f"ms, bf16 {bf16 * 1e3:.0f} ms -> bf16 takes {bf16 / fp32:.2f} of it"
+                )
+                key = f"f{features}_t{n}"
+                out[f"step_fp32_ms_{key}"] = round(fp32 * 1e3, 1)
+                out[f"step_bf16_ms_{key}"] = round(bf16 * 1e3, 1)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def bench_validate(
     images: list[np.ndarray], instances: list[np.ndarray], *, features: int = 16
 ) -> dict[str, float]:
@@ -308,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     result.update(bench_augment(images, instances, quick=args.quick))
     result.update(bench_step(images, instances, quick=args.quick))
     result.update(bench_validate(images, instances))
+    result.update(bench_step_precision(quick=args.quick))
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
     return result

@@ -154,6 +154,10 @@ def plan_segmentation(
     return Plan(spec, tiles, runtime, n_tiles, dtype)
 
 
+#: Tiles predicted ahead of the one being written (:func:`stream_probabilities`); 0: none.
+LOOK_AHEAD = 1
+
+
 def stream_probabilities(
     source: ImageSource,
     model: UNet,
@@ -180,7 +184,7 @@ def stream_probabilities(
             read, shape, predict, read_spec, grid, batch_size=plan.tiles.batch_size
         )
         # the next tiles are read and predicted while the caller encodes and writes
-        for tile, out in ahead(batches):
+        for tile, out in ahead(batches, LOOK_AHEAD):
             bar.update(out.shape[-2] * out.shape[-1])
             yield plane, tile.rows, tile.cols, transform(out)
 

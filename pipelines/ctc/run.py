@@ -52,6 +52,7 @@ import torch
 from biounet import predict
 from biounet.device import make_runtime
 from biounet.errors import BiounetError
+from biounet.evaluation.folds import fold_blocks
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.inference.segmentation import segment
 from biounet.io.atomic import atomic_output
@@ -132,11 +133,7 @@ def with_silver(gold: list, silver: list, kept_apart: list[int], gap: int) -> li
     [0, 1, 2, 3, 4, 5, 11]
     """
     have = {t for _, _, t in gold}
-    extra = [
-        f
-        for f in silver
-        if f[2] not in have and all(abs(f[2] - k) > gap for k in kept_apart)
-    ]
+    extra = [f for f in silver if f[2] not in have and all(abs(f[2] - k) > gap for k in kept_apart)]
     return sorted(gold + extra, key=lambda f: f[2])
 
 
@@ -166,26 +163,6 @@ def annotated_sequences(data: Path) -> list[str]:
         for p in data.glob("*_GT")
         if (p / "SEG").is_dir() and (data / p.name[:-3]).is_dir()
     )
-
-
-def fold_blocks(count: int, folds: int) -> list[list[int]]:
-    """Indices ``0 .. count-1`` cut into `folds` contiguous blocks of (nearly) equal size.
-
-    Neighbouring frames of a time-lapse are alike, so a block of consecutive
-    frames is held out together.
-
-    Examples
-    --------
-    >>> fold_blocks(9, 3), fold_blocks(10, 3)
-    ([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]])
-    """
-    if not 2 <= folds <= count:
-        raise SystemExit(f"Error: --folds {folds}: need 2 to {count} (the annotated frames)")
-    edges = np.linspace(0, count, folds + 1).round().astype(int)
-    sizes = np.diff(edges)
-    sizes = np.sort(sizes)[::-1]  # larger blocks first: 4, 3, 3 for 10 frames
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    return [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def link_frames(frames: list, folder: Path, sequence: str) -> Path:
@@ -371,7 +348,10 @@ def run_folds(
     if silver_gap is not None and not silver:
         raise SystemExit(f"Error: --silver: {data / f'{sequence}_ST' / 'SEG'} holds no labels")
     predict_runtime = predict_runtime or runtime
-    blocks = fold_blocks(len(frames), folds)
+    try:
+        blocks = fold_blocks(len(frames), folds)
+    except ValueError as exc:
+        raise SystemExit(f"Error: {exc}") from None
     probs, truth, runs = [], [], []
     for i, block in enumerate(blocks):
         held = set(block)

@@ -21,47 +21,13 @@ import numpy as np
 import tifffile
 
 from biounet.device import make_runtime
+from biounet.evaluation.folds import chosen_elsewhere
 from biounet.evaluation.isbi import evaluate_isbi
 from biounet.inference.segmentation import predict
 from biounet.network.unet import load_model
 
 HERE = Path(__file__).resolve().parent
 METRICS = {"rand": "rand_error", "warping": "warping_error", "pixel": "pixel_error"}
-
-
-def leave_one_out(per_slice: list[dict], key: str) -> tuple[list[float], list[str]]:
-    """Each slice's error at the threshold best on the other slices.
-
-    Parameters
-    ----------
-    per_slice : list of dict
-        :func:`biounet.evaluation.isbi.evaluate_isbi` of each slice alone.
-    key : str
-        ``rand_error``, ``warping_error`` or ``pixel_error``.
-
-    Returns
-    -------
-    errors, thresholds : list of float, list of str
-        Per slice, its error and the threshold chosen on the others (ties: the
-        lowest threshold).
-
-    Examples
-    --------
-    >>> a = {"per_threshold": {"e": {"0.3": 0.1, "0.5": 0.3}}}
-    >>> b = {"per_threshold": {"e": {"0.3": 0.4, "0.5": 0.2}}}
-    >>> c = {"per_threshold": {"e": {"0.3": 0.2, "0.5": 0.1}}}
-    >>> leave_one_out([a, b, c], "e")  # a: 0.5 best on b, c; b: 0.3 on a, c; c: a tie, 0.3
-    ([0.3, 0.4, 0.2], ['0.5', '0.3', '0.3'])
-    """
-    errors, chosen = [], []
-    for i, scores in enumerate(per_slice):
-        others = [s["per_threshold"][key] for j, s in enumerate(per_slice) if j != i]
-        levels = sorted(others[0], key=float)
-        mean = {t: float(np.mean([o[t] for o in others])) for t in levels}
-        best = min(levels, key=lambda t: (mean[t], float(t)))
-        errors.append(float(scores["per_threshold"][key][best]))
-        chosen.append(best)
-    return errors, chosen
 
 
 def held_out_table(prob: np.ndarray, truth: np.ndarray, slices: list[int]) -> dict:
@@ -84,7 +50,7 @@ def held_out_table(prob: np.ndarray, truth: np.ndarray, slices: list[int]) -> di
     pooled = evaluate_isbi(prob, truth, metrics=metrics, kind="probabilities")
     out = {"slices": slices}
     for key in METRICS.values():
-        errors, chosen = leave_one_out(per_slice, key)
+        errors, chosen = chosen_elsewhere(per_slice, key)
         out[key] = {
             "mean": float(np.mean(errors)),
             "std": float(np.std(errors, ddof=1)),

@@ -78,20 +78,11 @@ def test_missing_gold_truth_is_one_clear_line(tmp_path, pipeline):
         pipeline.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--test", "01"])
 
 
-@pytest.mark.parametrize("count", range(2, 13))
-def test_fold_blocks_partition_the_frames_into_contiguous_blocks(pipeline, count):
-    for folds in range(2, count + 1):
-        blocks = pipeline.fold_blocks(count, folds)
-        assert len(blocks) == folds
-        assert sorted(i for b in blocks for i in b) == list(range(count))  # each frame once
-        assert all(b == list(range(b[0], b[-1] + 1)) for b in blocks)  # consecutive frames
-        sizes = [len(b) for b in blocks]
-        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
-
-
-def test_too_many_folds_is_one_line(pipeline):
-    with pytest.raises(SystemExit, match="Error: --folds 5: need 2 to 4"):
-        pipeline.fold_blocks(4, 5)
+def test_too_many_folds_is_one_line(tmp_path, pipeline, one_sequence):
+    folder, config = one_sequence  # 6 annotated frames
+    args = ["--data", str(folder), "--out", str(tmp_path), "--config", str(config)]
+    with pytest.raises(SystemExit, match="Error: --folds 7: need 2 to 6"):
+        pipeline.main([*args, "--folds", "7"])
 
 
 def test_the_data_set_is_found_by_folder_readme_or_option(tmp_path, pipeline):
