@@ -259,14 +259,16 @@ def segment_into(
     output = output or model_output(model)
     layout = output_layout(source, model.config.n_classes, output)
     bar = TileProgress(plan.n_tiles, source.path.name if source.path else source.name, progress)
+    transform = foreground_probability if output.kind == "labels" else Encoder(output)
+    tiles = stream(source, model, plan, transform, bar)
     try:
         if output.kind == "labels":
-            tiles = stream(source, model, plan, foreground_probability, bar)
             return write_labels(tiles, sink, layout, plan.spec, output)
-        tiles = stream(source, model, plan, Encoder(output), bar)
         sink.write(tiles, layout, plan.spec.tile, output.compression)
         return None
     finally:
+        if hasattr(tiles, "close"):  # stops a look-ahead thread now, not when collected
+            tiles.close()
         bar.close()
         return_freed_memory()  # the feature maps' memory, kept for reuse during the job
 

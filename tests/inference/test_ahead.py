@@ -56,3 +56,28 @@ def test_the_next_item_is_made_while_the_caller_works_on_this_one():
             with ready:
                 assert ready.wait_for(lambda i=i: len(made) > i + 1, timeout=10)
     assert all(ident != threading.get_ident() for _, ident in made)
+
+
+def test_a_failing_sink_leaves_no_thread_behind():
+    import numpy as np
+
+    from biounet.inference.segmentation import as_source, plan_segmentation, segment_into
+    from biounet.inference.sinks import ArraySink
+    from biounet.network.unet import UNet, UNetConfig
+    from biounet.options import OutputOptions, TileOptions
+
+    class FullDisk(ArraySink):
+        def write(self, tiles, layout, tile, compression):
+            self.kept = tiles  # a reference that outlives the call (a traceback, a cache)
+            next(iter(tiles))
+            raise OSError("disk full")
+
+    net = UNet(UNetConfig(features=4, depth=2))
+    source = as_source(np.zeros((300, 300), np.uint8))
+    plan = plan_segmentation(source, net, TileOptions(window=92), None)
+    assert plan.n_tiles > 3
+    output = OutputOptions(kind="probabilities")
+    with pytest.raises(OSError, match="disk full"):
+        segment_into(source, net, sink := FullDisk(), plan, output=output)
+    assert not any(t.name == "biounet-ahead" for t in threading.enumerate())
+    assert sink.kept is not None
