@@ -176,3 +176,57 @@ def augment_figure(
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def folds_figure(
+    path: str | Path,
+    scores: dict[str, list[float]],
+    *,
+    paper: dict[str, float | None] | None = None,
+    measure: str = "SEG",
+    dpi: int = 80,
+) -> Path:
+    """A bar chart of a score per held-out fold, per data set, beside the paper's number.
+
+    Parameters
+    ----------
+    path : path
+        The PNG to write (replaced; written under a temporary name first).
+    scores : dict
+        Data set name -> the score of each fold, in fold order.
+    paper : dict, optional
+        Data set name -> the paper's number (a dashed line; None: none).
+    measure : str
+        The score's name, for the axis.
+
+    Returns
+    -------
+    Path
+    """
+    plt = _pyplot()
+    paper = paper or {}
+    names = list(scores)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.6, 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        values = np.asarray(scores[name], float)
+        ax.bar(np.arange(len(values)), values, color="#4878a8", width=0.6)
+        mean = float(values.mean())
+        ax.axhline(mean, color="#222222", lw=1.2, label=f"mean {mean:.3f}")
+        if paper.get(name) is not None:
+            ax.axhline(
+                paper[name], color="#c0504d", lw=1.2, ls="--", label=f"paper {paper[name]:.3f}"
+            )
+        for i, v in enumerate(values):
+            ax.text(i, v + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(np.arange(len(values)), [f"fold {i}" for i in range(len(values))])
+        ax.set_ylim(0, 1.2)
+        ax.set_ylabel(measure)
+        ax.set_title(name, fontsize=10)
+        ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    try:
+        with atomic_output(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)

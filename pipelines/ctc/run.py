@@ -64,6 +64,7 @@ from biounet.training.config import DataConfig, load_config
 from biounet.training.loop import BEST, LATEST
 from biounet.training.run import finish_run
 from biounet.training.runlog import read_log, training_seconds
+from biounet.viz.figures import folds_figure
 
 HERE = Path(__file__).resolve().parent
 #: Table 2 of the paper: SEG of u-net (2015) on the challenge's test sequences.
@@ -626,6 +627,11 @@ def main(argv: list[str] | None = None) -> dict:
         return entries[0] if not several else {"data_sets": entries}
     text = folds_table(entries) + f"\nMachine: {entries[0]['machine']}.\n"
     write_text(args.out / "results.md", text)
+    folds_figure(
+        args.out / "results.png",
+        {e["data"]: [f["seg"] for f in e["folds"]] for e in entries},
+        paper={e["data"]: e["paper_seg"] for e in entries},
+    )
     write_text(args.out / "results.json", json.dumps(entries, indent=1) + "\n")
     print(text)
     return entries[0] if not several else {"data_sets": entries}

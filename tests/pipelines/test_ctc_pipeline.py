@@ -161,6 +161,7 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
     assert np.array_equal(ours > 0, folds > 0)
     table = (tmp_path / "results.md").read_text()
     assert "| DIC-C2DH-HeLa | u-net, paper (Table 2, challenge test set) | 0.7756 |" in table
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the plot
     assert f"{result['seg_mean']:.4f} ± {result['seg_std']:.4f}" in table
     # a second call finds every stage done
     lines = (tmp_path / "fold0/train/metrics.jsonl").read_text().count("\n")
