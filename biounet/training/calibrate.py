@@ -31,6 +31,8 @@ THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 19))
 MIN_SIZES: tuple[int, ...] = (0, 16, 64, 256)
 #: Watershed seed levels tried to split touching cells (:func:`calibrate_split`).
 SEED_THRESHOLDS: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
+#: Foreground thresholds tried with each seed level (those below it).
+SPLIT_THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def objective(label_kind: str) -> str:
@@ -105,9 +107,17 @@ def calibrate_split(
     truth: list[np.ndarray],
     rule: DecisionRule,
     *,
+    thresholds: tuple[float, ...] = SPLIT_THRESHOLDS,
     seed_thresholds: tuple[float, ...] = SEED_THRESHOLDS,
-) -> tuple[float | None, float]:
-    """Whether splitting touching cells (a seeded watershed) raises SEG, and with which seeds.
+) -> tuple[float, float | None, float]:
+    """Whether splitting touching cells (a seeded watershed) raises SEG: seeds and threshold.
+
+    Plain connected components separate touching cells only at a high
+    threshold, so the rule of :func:`calibrate` is often high; a watershed
+    from confident seeds separates them itself and does best with the
+    threshold that traces the cells' outlines. Each seed level is therefore
+    tried with every foreground threshold below it (and the rule's own),
+    not only with the rule's threshold.
 
     Parameters
     ----------
@@ -116,27 +126,31 @@ def calibrate_split(
     truth : list of ndarray of shape (M, N), int
         Their instance labels.
     rule : DecisionRule
-        The threshold and minimum size (from :func:`calibrate`).
-    seed_thresholds : tuple of float
-        Seed levels tried (those above the rule's threshold).
+        The threshold and minimum size of plain components (from :func:`calibrate`).
+    thresholds, seed_thresholds : tuple of float
+        Foreground thresholds and seed levels tried together (threshold < seed).
 
     Returns
     -------
+    threshold : float
+        The rule's threshold when plain components win, else the split's.
     seed_threshold : float or None
         The best seed level, or None when plain components score as well.
     seg : float
         The pooled SEG of the images with that choice.
     """
     p, g = np.stack(probability), np.stack(truth)
-    best_seed = None
+    best_threshold, best_seed = rule.threshold, None
     best = seg_score(components(p, rule.threshold, rule.min_size), g)
+    levels = sorted({*thresholds, rule.threshold})
     for seed in seed_thresholds:
-        if seed <= rule.threshold:
-            continue
-        value = seg_score(split_cells(p, rule.threshold, rule.min_size, seed), g)
-        if value > best:
-            best_seed, best = seed, value
-    return best_seed, best
+        for threshold in levels:
+            if threshold >= seed:
+                continue
+            value = seg_score(split_cells(p, threshold, rule.min_size, seed), g)
+            if value > best:
+                best_threshold, best_seed, best = threshold, seed, value
+    return best_threshold, best_seed, best
 
 
 def calibrate(

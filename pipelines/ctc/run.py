@@ -292,9 +292,9 @@ def rule_labels(prob: np.ndarray, rule: dict) -> np.ndarray:
 def calibrate_rule(probs: list[np.ndarray], truth: list[np.ndarray]) -> dict:
     """Threshold, smallest object and watershed seeds (or none) chosen for SEG on these frames."""
     rule, _ = calibrate(probs, truth, "instance")
-    seed, seg = calibrate_split(probs, truth, rule)
+    threshold, seed, seg = calibrate_split(probs, truth, rule)
     return {
-        "threshold": rule.threshold,
+        "threshold": threshold,
         "min_size": rule.min_size,
         "seed_threshold": seed,
         "seg_on_calibration_frames": seg,

@@ -87,3 +87,30 @@ def test_decision_rule_travels_in_checkpoints(tmp_path):
 def test_bad_decision_rules_are_refused(bad):
     with pytest.raises(ValueError, match="decision"):
         DecisionRule(**bad)
+
+
+def test_the_split_is_calibrated_with_its_own_threshold():
+    """Two touching cells joined by a confident bridge: components separate them only at a
+    threshold that shrinks them to their cores; a watershed from the cores, at the
+    threshold that traces their outlines, recovers both whole."""
+    from biounet.evaluation.matching import seg_score
+    from biounet.network.decision import DecisionRule
+    from biounet.training.calibrate import calibrate, calibrate_split, components, split_cells
+
+    truth = np.zeros((40, 80), np.int32)
+    truth[5:35, 5:40], truth[5:35, 40:75] = 1, 2
+    prob = np.where(truth > 0, 0.7, 0.02)
+    prob[7:33, 7:38] = prob[7:33, 42:73] = 0.97  # the cores
+    prob[12:28, 38:42] = 0.85  # a confident bridge
+    rule, _ = calibrate([prob], [truth], "instance")
+    assert rule.threshold >= 0.85  # not below the bridge: components see two cells, their cores
+    plain = seg_score(components(prob[None], rule.threshold, rule.min_size), truth[None])
+    threshold, seed, seg = calibrate_split([prob], [truth], rule)
+    assert seed is not None and threshold < 0.7 < seed  # outlines traced, seeds from the cores
+    assert seg == seg_score(split_cells(prob[None], threshold, rule.min_size, seed), truth[None])
+    assert seg > 0.95 and seg > plain + 0.15
+    # with the rule's threshold alone (as before) no seed level could split them
+    only = calibrate_split([prob], [truth], rule, thresholds=())
+    assert only[1] is None or only[2] < seg
+    weak = DecisionRule(0.5, 0)
+    assert calibrate_split([prob * 0], [truth], weak)[1] is None  # nothing to split: no seeds
