@@ -155,7 +155,10 @@ def plan_segmentation(
 
 
 #: Tiles predicted ahead of the one being written (:func:`stream_probabilities`); 0: none.
-LOOK_AHEAD = 1
+#: Off: on the 2-core host of docs/performance.md a look-ahead thread made a 2048^2
+#: prediction 0.80x as fast (its forward passes compete with the caller's writing for
+#: the same two cores); ``benchmarks/bench_predict.py`` measures both settings.
+LOOK_AHEAD = 0
 
 
 def stream_probabilities(
@@ -167,9 +170,9 @@ def stream_probabilities(
 ) -> Iterator[TileData]:
     """The tiles' class probabilities computed in this process (a :class:`ProbabilityStream`).
 
-    Reading and the forward passes run one tile ahead in a thread
-    (:func:`biounet.inference.ahead.ahead`), overlapping the caller's encoding
-    and writing.
+    With :data:`LOOK_AHEAD` above 0, reading and the forward passes run that
+    many tiles ahead in a thread (:func:`biounet.inference.ahead.ahead`),
+    overlapping the caller's encoding and writing.
     """
     predictor = Predictor(model, plan.runtime, tta=plan.tiles.tta, dtype=plan.dtype)
     read_spec, predict = predictor.windows(plan.spec)

@@ -58,8 +58,10 @@ def test_the_next_item_is_made_while_the_caller_works_on_this_one():
     assert all(ident != threading.get_ident() for _, ident in made)
 
 
-def test_a_failing_sink_leaves_no_thread_behind():
+def test_a_failing_sink_leaves_no_thread_behind(monkeypatch):
     import numpy as np
+
+    import biounet.inference.segmentation as segmentation
 
     from biounet.inference.segmentation import as_source, plan_segmentation, segment_into
     from biounet.inference.sinks import ArraySink
@@ -72,6 +74,10 @@ def test_a_failing_sink_leaves_no_thread_behind():
             next(iter(tiles))
             raise OSError("disk full")
 
+    monkeypatch.setattr(segmentation, "LOOK_AHEAD", 1)
+    started = []
+    real = segmentation.ahead
+    monkeypatch.setattr(segmentation, "ahead", lambda *a: started.append(1) or real(*a))
     net = UNet(UNetConfig(features=4, depth=2))
     source = as_source(np.zeros((300, 300), np.uint8))
     plan = plan_segmentation(source, net, TileOptions(window=92), None)
@@ -80,4 +86,4 @@ def test_a_failing_sink_leaves_no_thread_behind():
     with pytest.raises(OSError, match="disk full"):
         segment_into(source, net, sink := FullDisk(), plan, output=output)
     assert not any(t.name == "biounet-ahead" for t in threading.enumerate())
-    assert sink.kept is not None
+    assert sink.kept is not None and started
