@@ -62,7 +62,6 @@ def test_a_failing_sink_leaves_no_thread_behind(monkeypatch):
     import numpy as np
 
     import biounet.inference.segmentation as segmentation
-
     from biounet.inference.segmentation import as_source, plan_segmentation, segment_into
     from biounet.inference.sinks import ArraySink
     from biounet.network.unet import UNet, UNetConfig
