@@ -346,8 +346,8 @@ def run_folds(
     """
     frames = gold_truth_frames(data, sequence)
     silver = silver_truth_frames(data, sequence) if silver_gap is not None else []
-    if silver_gap is not None and not silver:
-        raise SystemExit(f"Error: --silver: {data / f'{sequence}_ST' / 'SEG'} holds no labels")
+    if silver_gap is not None and not silver:  # e.g. U373 beside HeLa in one command
+        log.warning(f"--silver: {data / f'{sequence}_ST' / 'SEG'}: no labels; gold truth only")
     predict_runtime = predict_runtime or runtime
     try:
         blocks = fold_blocks(len(frames), folds)

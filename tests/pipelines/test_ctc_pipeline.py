@@ -240,3 +240,11 @@ def test_silver_truth_trains_but_never_near_a_scored_or_validating_frame(
             assert link.parent == ((folder / "01_GT/SEG") if t in gold else silver).resolve()
     with pytest.raises(SystemExit, match="needs --folds"):
         pipeline.main(["--data", str(folder), "--out", str(out / "x"), "--silver", "1"])
+
+
+def test_silver_on_a_data_set_without_it_trains_on_gold_truth(tmp_path, pipeline, one_sequence):
+    folder, config = one_sequence  # no 01_ST
+    args = ["--data", str(folder), "--out", str(tmp_path), "--config", str(config)]
+    result = pipeline.main([*args, "--folds", "2", "--silver", "3", "--no-final"])
+    trained = sorted(int(p.name[1:4]) for p in (tmp_path / "fold0/data/01").iterdir())
+    assert trained == [t for t in (0, 2, 4, 6, 8, 10) if t not in result["folds"][0]["frames"]]
