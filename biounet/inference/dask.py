@@ -59,7 +59,9 @@ class _Job:
 #: process, :func:`biounet.device.reuse_freed_memory` sets the same; in a worker it
 #: would come too late, since the task threads already allocate from arenas of
 #: their own, where feature maps are mapped and faulted in anew on every pass.
-#: (Dask's own default, ``MALLOC_TRIM_THRESHOLD_=65536``, is replaced.)
+#: (Dask's own default, ``MALLOC_TRIM_THRESHOLD_=65536``, is replaced. Like it, they stay
+#: in this process's environment, as Dask's nanny sets them there before it spawns; only
+#: processes started later read them.)
 WORKER_MALLOC = {
     "MALLOC_ARENA_MAX": "1",
     "MALLOC_MMAP_MAX_": "0",
