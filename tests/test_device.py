@@ -137,13 +137,12 @@ print(plain, fixed, kept, rss_mib())
 def test_large_buffers_are_reused_and_given_back_at_the_end(mib, env, where):
     out = subprocess.run(
         [sys.executable, "-c", _FAULTS, str(mib), where],
-        # glibc reads MALLOC_* at start-up; Dask's nanny leaves its settings (and
-        # OMP_NUM_THREADS=1) in the environment of the process that starts a cluster (an
-        # earlier test), so drop them. With one OpenMP thread the heap of this two-phase
-        # script sits near the 1 GiB trim threshold and is trimmed and faulted in again
-        # now and then (6 of 20 buffers), which is the script's artefact, not a thread's
+        # a clean environment: glibc reads MALLOC_* at start-up, and Dask's nanny leaves
+        # its settings (and thread counts) in the environment of the process that starts
+        # a cluster (an earlier test); with them, this two-phase script's heap sits near
+        # the trim threshold and is trimmed and faulted in again now and then
         env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+            **{k: os.environ[k] for k in ("PATH", "HOME", "PYTHONPATH") if k in os.environ},
             "OMP_NUM_THREADS": "2",
             **env,
         },
