@@ -139,6 +139,10 @@ def reuse_freed_memory() -> bool:
     arenas of their own, whose heaps of 64 MiB cannot hold such buffers, so
     glibc maps them one by one there whatever ``M_MMAP_MAX`` says (a 1212 px
     window in a thread: 170,000 page faults per pass, 3 with one arena).
+    glibc fixes its arena limit when a second thread first allocates, so the
+    cap holds only if this runs before any work starts torch's threads, as
+    :func:`make_runtime` does; processes started with ``MALLOC_ARENA_MAX=1``
+    (Dask's local workers) need no call.
 
     Returns
     -------
