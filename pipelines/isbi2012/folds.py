@@ -87,7 +87,11 @@ def stage_train(config, volume, labels, slices: list[int], out: Path, runtime) -
 
 
 def stage_probabilities(run: Path, images: np.ndarray, path: Path, tta: str, runtime):
-    """Cell probabilities (P, M, N) of `images` by the run's last weights, kept in `path`."""
+    """Cell probabilities (P, M, N) of `images` by the run's last weights, kept in `path`.
+
+    `path` names the step of the weights, so a training continued with a larger
+    ``--time-limit`` predicts anew instead of reusing the shorter one's file.
+    """
     if not path.exists():
         model = load_model(run / LATEST)
         prob = predict(images, model, axes="ZYX", tta=tta, runtime=runtime)[:, 1]
@@ -192,8 +196,10 @@ def main(argv: list[str] | None = None) -> dict:
         rest = [z for z in range(len(volume)) if z not in block]
         out = args.out / f"fold{i}"
         run = stage_train(config, volume, labels, rest, out, train_rt)
+        step = saved_step(run / LATEST)  # in the name: a longer training predicts anew
         prob = stage_probabilities(
-            run, volume[block], out / f"probabilities-{args.tta}.tif", args.tta, predict_rt
+            run, volume[block], out / f"probabilities-{args.tta}-step{step}.tif", args.tta,
+            predict_rt,
         )
         probs.append(prob)
         truths.append(labels[block])
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             {
                 "fold": i,
                 "slices": block,
-                "steps": saved_step(run / LATEST),
+                "steps": step,
                 "train_minutes": training_seconds(read_log(run)) / 60,
             }
         )

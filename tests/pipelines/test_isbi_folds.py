@@ -54,7 +54,7 @@ def test_folds_train_without_their_slices_and_score_at_thresholds_chosen_elsewhe
         trained = tifffile.imread(tmp_path / f"fold{i}/data/train-volume.tif")
         want = [z for z in range(6) if z not in held]
         assert np.array_equal(trained, volume[want])  # no scored slice is trained on
-        prob = tifffile.imread(tmp_path / f"fold{i}/probabilities-none.tif")
+        prob = tifffile.imread(tmp_path / f"fold{i}/probabilities-none-step6.tif")
         assert prob.shape == (2, 64, 64)
         per_fold.append(evaluate_isbi(prob, labels[held], metrics=("rand", "warping", "pixel")))
         assert fold["steps"] == 6
@@ -76,6 +76,10 @@ def test_folds_train_without_their_slices_and_score_at_thresholds_chosen_elsewhe
         == saved["scores"]
     )
     assert (tmp_path / "fold0/train/metrics.jsonl").read_text() == lines
+    # a longer budget continues each training and predicts with the new weights
+    longer = folds.main([*args, "--folds", "3", "--tta", "none", "--no-final", "--iterations", "9"])
+    assert [f["steps"] for f in longer["folds"]] == [9, 9, 9]
+    assert (tmp_path / "fold0/probabilities-none-step9.tif").is_file()
 
 
 def test_too_many_folds_is_one_line(tmp_path, folds, data):
