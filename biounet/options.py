@@ -37,8 +37,8 @@ LABEL_KINDS: tuple[str, ...] = ("auto", "binary", "instance")
 FOREGROUNDS: tuple[str, ...] = ("high", "low")
 
 #: How probabilities become instances (see :mod:`biounet.inference.instances`).
-Method = Literal["components", "watershed"]
-INSTANCE_METHODS: tuple[str, ...] = ("components", "watershed")
+Method = Literal["components", "watershed", "distance"]
+INSTANCE_METHODS: tuple[str, ...] = ("components", "watershed", "distance")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class InstanceOptions:
 
     Parameters
     ----------
-    method : {'components', 'watershed'}
+    method : {'components', 'watershed', 'distance'}
     threshold : float
         Foreground is ``probability > threshold``.
     seed_threshold : float
@@ -56,6 +56,9 @@ class InstanceOptions:
         Smallest object kept, in pixels.
     connectivity : {1, 2}
         1: 4-connected (the ISBI convention), 2: 8-connected.
+    split_depth : float
+        The distance split's seeds: maxima of the distance to the background
+        that stand more than this many pixels above the neck to a higher one.
 
     Raises
     ------
@@ -68,10 +71,14 @@ class InstanceOptions:
     seed_threshold: float = 0.9
     min_size: int = 0
     connectivity: int = 1
+    split_depth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.method not in INSTANCE_METHODS:
-            raise ParameterError("method", self.method, "choose 'components' or 'watershed'")
+            choices = ", ".join(INSTANCE_METHODS)
+            raise ParameterError("method", self.method, f"choose from {choices}")
+        if not self.split_depth > 0:  # also refuses NaN
+            raise ParameterError("split_depth", self.split_depth, "must be > 0 pixels")
         if self.connectivity not in (1, 2):
             raise ParameterError("connectivity", self.connectivity, "must be 1 or 2")
         if self.min_size < 0:

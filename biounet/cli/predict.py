@@ -119,7 +119,8 @@ class PredictCommand(Command):
     "--instances",
     type=click.Choice(INSTANCE_METHODS),
     default=None,
-    help="Connected components, or a watershed from confident seeds "
+    help="Connected components, a watershed from confident seeds (splits cells where the "
+    "probability dips between them), or a split at the necks of the cells' shape (distance) "
     "[default: the model's rule; components for older models].",
 )
 @click.option(
@@ -127,6 +128,13 @@ class PredictCommand(Command):
     type=Number(float, 0, 1),
     default=None,
     help="Watershed seeds: probability > this [default: the model's rule; 0.9].",
+)
+@click.option(
+    "--split-depth",
+    type=Number(float, 0, above=True),
+    default=None,
+    help="Distance split: a neck splits two cells if it is this many pixels narrower (in "
+    "half-width) than the smaller of them [default: the model's rule; 2].",
 )
 @click.option(
     "--min-size",
@@ -226,6 +234,7 @@ def command(
     threshold,
     instances,
     seed_threshold,
+    split_depth,
     min_size,
     connectivity,
     tta,
@@ -284,6 +293,7 @@ def command(
             "method": instances,
             "threshold": threshold,
             "seed_threshold": seed_threshold,
+            "split_depth": split_depth,
             "min_size": min_size,
             "connectivity": None if connectivity is None else int(connectivity == "8") + 1,
         },

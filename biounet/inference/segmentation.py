@@ -36,7 +36,7 @@ import torch
 from biounet.device import Runtime, make_runtime, return_freed_memory
 from biounet.errors import BiounetError, ParameterError
 from biounet.inference.ahead import ahead
-from biounet.inference.instances import label_stack
+from biounet.inference.instances import SEEDED, label_stack
 from biounet.inference.outputs import (
     TILE_UNIT,
     encode,
@@ -210,7 +210,7 @@ def write_labels(
         prob[plane, rows, cols] = p
     labels = sink.scratch("labels", shape, chunks, np.uint32)
     seeds = None
-    if output.instances.method == "watershed":
+    if output.instances.method in SEEDED:
         seeds = sink.scratch("seeds", shape, chunks, np.uint32)
     tables = label_stack(prob, labels, spec.tile, output.instances, seed_scratch=seeds)
     dtype = label_dtype(tables)

@@ -177,11 +177,13 @@ def _cover(image: np.ndarray, prob: np.ndarray, norm: Normalization, path: Path)
 def _readme(model: UNet, size: int, out: int, dtype: str, pixel: PixelSize | None) -> str:
     cfg = model.config
     rule = model.decision
-    objects = (
-        "4-connected components of the foreground"
-        if rule.method == "components"
-        else f"a watershed from seeds where probability > {rule.seed_threshold:g}"
-    )
+    objects = {
+        "components": "4-connected components of the foreground",
+        "watershed": f"a watershed from seeds where probability > {rule.seed_threshold:g}",
+        "distance": "the foreground split at the necks of its shape (a watershed of the "
+        "distance to the background from its maxima deeper than "
+        f"{rule.split_depth:g} px)",
+    }[rule.method]
     min_size = f", at least {rule.min_size} px" if rule.min_size else ""
     chosen = f"calibrated for {rule.chosen_by}" if rule.chosen_by else "not calibrated"
     scale = (

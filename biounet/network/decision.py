@@ -33,12 +33,17 @@ class DecisionRule:
     chosen_by : str
         What it was calibrated for, e.g. ``"val_rand_error 0.2101 on 4 images"``;
         empty for the neutral rule.
-    method : {'components', 'watershed'}
-        How foreground becomes objects: connected components, or a watershed
+    method : {'components', 'watershed', 'distance'}
+        How foreground becomes objects: connected components, a watershed
         from the components of ``probability > seed_threshold`` (splits
-        touching cells).
+        touching cells where the probability dips between them), or a split
+        at the necks of the foreground's shape (the distance to the
+        background, for cells touching with a confident contact).
     seed_threshold : float
         The watershed's seed level.
+    split_depth : float
+        The distance split's depth in pixels
+        (:class:`biounet.options.InstanceOptions`).
     """
 
     threshold: float = 0.5
@@ -46,6 +51,7 @@ class DecisionRule:
     chosen_by: str = ""
     method: str = "components"
     seed_threshold: float = 0.9
+    split_depth: float = 2.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.threshold) and 0.0 <= self.threshold < 1.0):
@@ -71,9 +77,15 @@ class DecisionRule:
         --------
         >>> DecisionRule(0.25, 10).instances(min_size=None, threshold=0.4)
         InstanceOptions(method='components', threshold=0.4, seed_threshold=0.9, min_size=10, \
-connectivity=1)
+connectivity=1, split_depth=2.0)
         """
-        base = InstanceOptions(self.method, self.threshold, self.seed_threshold, self.min_size)
+        base = InstanceOptions(
+            self.method,
+            self.threshold,
+            self.seed_threshold,
+            self.min_size,
+            split_depth=self.split_depth,
+        )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def describe(self, used: InstanceOptions | None = None) -> str:
@@ -96,8 +108,10 @@ connectivity=1)
             parts.append(f"{label} {theirs:g}" + ("" if theirs == mine else f" (model: {mine:g})"))
         if used.method == "watershed":
             parts.append(f"watershed from seeds > {used.seed_threshold:g}")
-        elif self.method == "watershed":
-            parts.append("components (model: watershed)")
+        elif used.method == "distance":
+            parts.append(f"split at necks deeper than {used.split_depth:g} px")
+        if used.method != self.method and self.method != "components":
+            parts.append(f"(model: {self.method})")
         if self.chosen_by:
             parts.append(f"calibrated for {self.chosen_by}")
         return ", ".join(parts)

@@ -198,7 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
         run = stage_train(config, volume, labels, rest, out, train_rt)
         step = saved_step(run / LATEST)  # in the name: a longer training predicts anew
         prob = stage_probabilities(
-            run, volume[block], out / f"probabilities-{args.tta}-step{step}.tif", args.tta,
+            run,
+            volume[block],
+            out / f"probabilities-{args.tta}-step{step}.tif",
+            args.tta,
             predict_rt,
         )
         probs.append(prob)

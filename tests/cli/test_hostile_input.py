@@ -230,6 +230,7 @@ CASES = [
     ("predict-threshold-nan", "predict img.tif -o o.tif --threshold nan", 1, "--threshold nan", ()),
     ("predict-threshold-big", "predict img.tif -o o.tif --threshold 1.5", 1, "--threshold 1.5", ()),
     ("predict-seed-neg", "predict img.tif -o o.tif --seed-threshold -1", 1, "--seed-threshold", ()),
+    ("predict-depth-zero", "predict img.tif -o o.tif --split-depth 0", 1, "--split-depth", ()),
     ("predict-workers-0", "predict img.tif -o o.tif --workers 0", 1, "--workers 0: must be", ()),
     ("predict-memory-0", "predict img.tif -o o.tif --memory 0", 1, "--memory 0: must be", ()),
     ("predict-batch-0", "predict img.tif -o o.tif --batch-size 0", 1, "--batch-size 0: must", ()),

@@ -93,3 +93,50 @@ def test_watershed_blocks_agree_with_whole(rng):
     ours, ref, markers = watershed_pair(prob, (32, 32))
     ours, ref = canonical(ours), canonical(ref)
     assert np.mean(ours == ref) > 0.999
+
+
+def touching_disks(shape=(70, 110), centres=((35, 35), (35, 68)), radii=(22, 13)):
+    """Instance labels of disks that touch along a short contact (a neck), and their union."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = np.zeros(shape, np.int64)
+    for k, ((cy, cx), r) in enumerate(zip(centres, radii, strict=True), 1):
+        truth[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (truth == 0)] = k
+    return truth
+
+
+def distance_labels(prob, block, depth):
+    opts = InstanceOptions(method="distance", threshold=0.5, split_depth=depth)
+    scratch = np.zeros(prob.shape, np.uint32)
+    seeds = np.zeros(prob.shape, np.uint32)
+    table = label_stack(prob, scratch, block, opts, seed_scratch=seeds)[0]
+    return table[scratch[0]]
+
+
+def test_distance_split_separates_cells_joined_by_a_confident_contact():
+    """A small disk touching a large one, probability 1 across the contact: components and
+    the probability watershed see one object; the distance split finds the neck. Its seeds:
+    the large disk's peak (22) and the small one's (13) are joined by a saddle of 7 (the
+    contact's half-width), so depths up to 6 split and 7 or more do not."""
+    truth = touching_disks()
+    prob = (truth > 0)[None].astype(np.float64)
+    assert label(prob[0] > 0.5, connectivity=1).max() == 1
+    split = distance_labels(prob, (128, 128), depth=3.0)
+    assert split.max() == 2
+    for k in (1, 2):  # each cell recovered to within its boundary ring
+        ours = np.bincount(split[truth == k]).argmax()
+        assert ours > 0 and np.mean(split[truth == k] == ours) > 0.9
+    assert distance_labels(prob, (128, 128), depth=6.0).max() == 2
+    assert distance_labels(prob, (128, 128), depth=7.0).max() == 1  # as deep as the neck
+
+
+def test_distance_split_keeps_every_object_and_blocks_agree_with_whole():
+    """Blocks smaller than the cells give the whole-image result (the margin covers them),
+    and a small isolated object whose peak is lower than the depth still gets its seed."""
+    from biounet.training.calibrate import distance_split
+
+    truth = touching_disks((90, 150), ((35, 35), (35, 68), (70, 120), (10, 130)), (22, 13, 15, 3))
+    prob = (truth > 0)[None] * 0.8 + 0.1
+    whole = distance_split(prob, 0.5, 0, 4.0)[0]
+    assert whole.max() == 4  # the 3-px disk (peak 3 < 4) keeps its seed
+    for block in ((16, 16), (30, 47), (90, 150)):
+        assert np.array_equal(canonical(distance_labels(prob, block, 4.0)), canonical(whole))

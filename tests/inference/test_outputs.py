@@ -35,11 +35,12 @@ def stack(rng):
     [
         OutputOptions("labels"),
         OutputOptions("labels", instances=InstanceOptions("watershed", 0.5, 0.55, 3)),
+        OutputOptions("labels", instances=InstanceOptions("distance", 0.5, split_depth=1.5)),
         OutputOptions("labels", instances=InstanceOptions(min_size=2)),
         OutputOptions("mask", instances=InstanceOptions(threshold=0.45)),
         OutputOptions("probabilities", "uint16"),
     ],
-    ids=["components", "watershed", "min_size", "mask", "probabilities"],
+    ids=["components", "watershed", "distance", "min_size", "mask", "probabilities"],
 )
 def test_segment_equals_segment_file(tmp_path, net, stack, output):
     window = 76  # several tiles per plane: objects cross tile borders
@@ -64,6 +65,25 @@ def test_segment_labels_are_the_components_of_the_thresholded_prediction(net, st
     fg = prob[1] > 0.5
     np.testing.assert_array_equal(labels > 0, fg)
     assert labels.max() == label(fg, connectivity=1).max()
+
+
+def test_distance_labels_are_the_calibrations_split_of_the_prediction(net, stack):
+    """What `--instances distance` writes is what the CTC folds calibrated and scored."""
+    from biounet.training.calibrate import distance_split
+
+    options = InstanceOptions("distance", 0.7, split_depth=0.5)  # small objects, split
+    labels = segment(stack[0], net, window=76, output=OutputOptions("labels", instances=options))
+    prob = predict(stack[0], net, window=76)[0, 1]
+    ref = distance_split(prob[None], 0.7, 0, 0.5)[0]
+    assert ref.max() > label_count(prob > 0.7)  # the split splits something here
+    pairs = np.unique(np.stack([labels.ravel(), ref.ravel()]), axis=1)
+    assert len(pairs[0]) == len(np.unique(labels)) == len(np.unique(ref))  # the same objects
+
+
+def label_count(mask):
+    from skimage.measure import label
+
+    return label(mask, connectivity=1).max()
 
 
 def test_progress_callback_sees_every_tile(net, stack):

@@ -148,9 +148,11 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         rule["threshold"],
         rule["min_size"],
     )
-    split = rule["seed_threshold"] is not None  # the folds' split travels with the model too
-    assert model.decision.method == ("watershed" if split else "components")
-    assert not split or model.decision.seed_threshold == rule["seed_threshold"]
+    depth, seed = rule["split_depth"], rule["seed_threshold"]  # the split travels too
+    method = "distance" if depth is not None else "components" if seed is None else "watershed"
+    assert model.decision.method == method
+    assert seed is None or model.decision.seed_threshold == seed
+    assert depth is None or model.decision.split_depth == depth
     from biounet.inference.segmentation import segment
 
     frame = tifffile.imread(sorted((tmp_path / "final/data/01").iterdir())[0])

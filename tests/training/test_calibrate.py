@@ -114,3 +114,34 @@ def test_the_split_is_calibrated_with_its_own_threshold():
     assert only[1] is None or only[2] < seg
     weak = DecisionRule(0.5, 0)
     assert calibrate_split([prob * 0], [truth], weak)[1] is None  # nothing to split: no seeds
+
+
+def test_the_distance_split_is_chosen_where_the_probability_does_not_dip():
+    """A small cell touching a large one with a confident contact (U373's failure): no seed
+    level of the probability watershed separates them, the neck of their shape does."""
+    from biounet.evaluation.matching import seg_score
+    from biounet.training.calibrate import (
+        calibrate,
+        calibrate_distance_split,
+        calibrate_split,
+        components,
+        distance_split,
+    )
+
+    yy, xx = np.mgrid[:70, :110]
+    truth = np.zeros((70, 110), np.int32)
+    truth[(yy - 35) ** 2 + (xx - 35) ** 2 <= 22**2] = 1
+    truth[((yy - 35) ** 2 + (xx - 68) ** 2 <= 13**2) & (truth == 0)] = 2
+    prob = np.where(truth > 0, 0.95, 0.05)
+    rule, _ = calibrate([prob], [truth], "instance")
+    plain = seg_score(components(prob[None], rule.threshold, rule.min_size), truth[None])
+    assert calibrate_split([prob], [truth], rule)[1] is None  # the watershed cannot split
+    threshold, depth, seg = calibrate_distance_split([prob], [truth], rule)
+    assert depth is not None and depth < 7  # the neck: peaks 22 and 13, saddle 7
+    labels = distance_split(prob[None], threshold, rule.min_size, depth)
+    assert seg == seg_score(labels, truth[None])
+    assert seg > 0.9 and seg > plain + 0.25
+    # a single cell is left whole: no depth beats plain components
+    single = np.where(truth == 1, 0.95, 0.05)
+    one = np.where(truth == 1, 1, 0)
+    assert calibrate_distance_split([single], [one], rule)[1] is None
