@@ -266,12 +266,12 @@ def stage_score(predictions: Path, test: list) -> dict:
 
 
 def stage_probabilities(
-    run: Path, frames: list, folder: Path, runtime, *, chosen: bool = True
+    run: Path, frames: list, folder: Path, runtime, *, chosen: bool = True, tta: str = "none"
 ) -> list[np.ndarray]:
     """Foreground probabilities of `frames` by the run's model, kept as ``probNNN.tif``.
 
     The model is ``best.pt`` when `chosen` (and it exists), else the last
-    (averaged) weights.
+    (averaged) weights; `tta` is the test-time averaging.
     """
     folder.mkdir(parents=True, exist_ok=True)
     model = None
@@ -282,7 +282,7 @@ def stage_probabilities(
             if model is None:
                 best = run / BEST if chosen and (run / BEST).exists() else run / LATEST
                 model = load_model(best)
-            prob = predict(tifffile.imread(frame), model, runtime=runtime)[0, 1]
+            prob = predict(tifffile.imread(frame), model, tta=tta, runtime=runtime)[0, 1]
             with atomic_output(target, overwrite=False, inputs=[frame]) as tmp:
                 tifffile.imwrite(tmp, prob.astype(np.float32))
         out.append(tifffile.imread(target))
@@ -362,6 +362,7 @@ def run_folds(
     final: bool = True,
     silver_gap: int | None = None,
     predict_runtime=None,
+    tta: str = "none",
 ):
     """Leave-frames-out: train per block, calibrate on the other blocks, score the block.
 
@@ -371,7 +372,8 @@ def run_folds(
     `val_count` of them choose ``best.pt``. With `silver_gap` the sequence's
     silver truth joins each training, except frames within `silver_gap` of a
     scored or validating frame (:func:`with_silver`). `predict_runtime`
-    (default `runtime`) predicts the probabilities.
+    (default `runtime`) predicts the probabilities, with test-time averaging
+    `tta` (kept apart: ``probabilities-d4/`` for ``d4``).
 
     Returns
     -------
@@ -405,9 +407,10 @@ def run_folds(
             stage_probabilities(
                 run,
                 test,
-                out / f"fold{i}" / "probabilities",
+                out / f"fold{i}" / ("probabilities" + ("" if tta == "none" else f"-{tta}")),
                 predict_runtime,
                 chosen=val_count > 0,
+                tta=tta,
             )
         )
         truth.append([tifffile.imread(gt) for _, gt, _ in test])
@@ -558,7 +561,8 @@ def folds_table(entries: list[dict]) -> str:
         folds = e["folds"]
         k = len(folds)
         lines.append(
-            f"| {name} | biounet, {k} folds of sequence {e['train_sequence']}, mean ± std | "
+            f"| {name} | biounet, {k} folds of sequence {e['train_sequence']}"
+            f"{'' if e.get('tta', 'none') == 'none' else ', tta ' + e['tta']}, mean ± std | "
             f"{e['seg_mean']:.4f} ± {e['seg_std']:.4f} | "
             f"{np.mean([f['ap50'] for f in folds]):.3f} | {sum(len(f['frames']) for f in folds)} | "
             f"- | {int(np.mean([f['steps'] for f in folds]))} per fold | "
@@ -659,6 +663,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--config", type=Path, default=HERE / "config.yaml", help="training configuration"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=("none", "d4"),
+        help="with --folds: test-time averaging of the probabilities the folds calibrate and "
+        "score (d4: the 8 flips and rotations; predict with the final model with the same "
+        "--tta)",
+    )
     parser.add_argument("--time-limit", help="training budget of each training, e.g. 45m, 1h")
     parser.add_argument("--iterations", type=int, help="training steps (default: the config's)")
     parser.add_argument(
@@ -724,11 +736,13 @@ def run_data_set(args, config, data: Path, out: Path, runtimes: tuple) -> dict:
             final=args.final,
             silver_gap=args.silver,
             predict_runtime=predict_runtime,
+            tta=args.tta,
         )
         entry = {
             "data": name or data.resolve().name,
             "paper_seg": PAPER.get(name),
             "train_sequence": train_seq,
+            "tta": args.tta,
             **results,
             "machine": machine,
         }

@@ -132,6 +132,14 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         from biounet.evaluation.matching import seg_score
 
         assert fold["seg"] == pytest.approx(seg_score(labels, ref), rel=1e-12, abs=0)
+        # the held-out SEG with each choice of split: "both" is the rule that scored
+        assert fold["seg_by_split"]["both"] == fold["seg"]
+        plain = pipeline.calibrate_rules([probs[t] for t in others], [truth[t] for t in others])
+        assert plain["none"]["seed_threshold"] is None and plain["none"]["split_depth"] is None
+        none = seg_score(
+            pipeline.rule_labels(np.stack([probs[t] for t in fold["frames"]]), plain["none"]), ref
+        )
+        assert fold["seg_by_split"]["none"] == pytest.approx(none, rel=1e-12, abs=0)
     segs = [f["seg"] for f in result["folds"]]
     assert result["seg_mean"] == pytest.approx(np.mean(segs), rel=1e-12, abs=0)
     assert result["seg_std"] == pytest.approx(np.std(segs, ddof=1), rel=1e-12, abs=0)
@@ -208,6 +216,18 @@ def test_no_final_scores_the_folds_without_the_model_on_all_frames(
     result = pipeline.main([*args, "--folds", "2", "--val-count", "1", "--no-final"])
     assert result["final_model"] is None and not (tmp_path / "final").exists()
     assert len(result["folds"]) == 2 and "rule" in result
+    # test-time averaging: the same models predict anew, kept apart, and the table says so
+    d4 = pipeline.main([*args, "--folds", "2", "--val-count", "1", "--no-final", "--tta", "d4"])
+    assert d4["tta"] == "d4" and [f["steps"] for f in d4["folds"]] == [
+        f["steps"] for f in result["folds"]
+    ]
+    from biounet.network.unet import load_model
+
+    model = load_model(tmp_path / "fold0/train/best.pt")
+    frame = tifffile.imread(folder / "01/t000.tif")
+    averaged = tifffile.imread(tmp_path / "fold0/probabilities-d4/prob000.tif")
+    np.testing.assert_allclose(averaged, pipeline.predict(frame, model, tta="d4")[0, 1], atol=1e-6)
+    assert "tta d4, mean ± std" in (tmp_path / "results.md").read_text()
 
 
 def test_silver_truth_trains_but_never_near_a_scored_or_validating_frame(
