@@ -58,7 +58,10 @@ class InstanceOptions:
         1: 4-connected (the ISBI convention), 2: 8-connected.
     split_depth : float
         The distance split's seeds: maxima of the distance to the background
-        that stand more than this many pixels above the neck to a higher one.
+        that stand at least this many pixels above the neck to a higher one.
+    split_radius : float
+        The distance split's smallest cell: a maximum of the distance under
+        this many pixels seeds no cell of its own (0: every maximum may).
 
     Raises
     ------
@@ -72,6 +75,7 @@ class InstanceOptions:
     min_size: int = 0
     connectivity: int = 1
     split_depth: float = 2.0
+    split_radius: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in INSTANCE_METHODS:
@@ -79,6 +83,8 @@ class InstanceOptions:
             raise ParameterError("method", self.method, f"choose from {choices}")
         if not self.split_depth > 0:  # also refuses NaN
             raise ParameterError("split_depth", self.split_depth, "must be > 0 pixels")
+        if not self.split_radius >= 0:
+            raise ParameterError("split_radius", self.split_radius, "must be >= 0 pixels")
         if self.connectivity not in (1, 2):
             raise ParameterError("connectivity", self.connectivity, "must be 1 or 2")
         if self.min_size < 0:

@@ -137,6 +137,13 @@ class PredictCommand(Command):
     "half-width) than the smaller of them [default: the model's rule; 2].",
 )
 @click.option(
+    "--split-radius",
+    type=Number(float, 0),
+    default=None,
+    help="Distance split: a part narrower than twice this many pixels (a protrusion) is not "
+    "split off as a cell [default: the model's rule; 0].",
+)
+@click.option(
     "--min-size",
     type=Number(int, 0),
     default=None,
@@ -235,6 +242,7 @@ def command(
     instances,
     seed_threshold,
     split_depth,
+    split_radius,
     min_size,
     connectivity,
     tta,
@@ -294,6 +302,7 @@ def command(
             "threshold": threshold,
             "seed_threshold": seed_threshold,
             "split_depth": split_depth,
+            "split_radius": split_radius,
             "min_size": min_size,
             "connectivity": None if connectivity is None else int(connectivity == "8") + 1,
         },

@@ -182,7 +182,9 @@ def watershed_block(probability: np.ndarray, seeds: np.ndarray, threshold: float
     return watershed(1.0 - probability, markers=seeds, mask=mask).astype(np.uint32)
 
 
-def distance_seeds(probability: np.ndarray, threshold: float, depth: float) -> np.ndarray:
+def distance_seeds(
+    probability: np.ndarray, threshold: float, depth: float, radius: float = 0.0
+) -> np.ndarray:
     """Seeds that split touching objects at their necks: h-maxima of the distance to background.
 
     Parameters
@@ -196,6 +198,11 @@ def distance_seeds(probability: np.ndarray, threshold: float, depth: float) -> n
         higher one; every object keeps one seed. The seeds are the regional
         maxima (4-connected plateaus) of the distance reconstructed from
         ``distance - depth``, so label them 4-connected.
+    radius : float
+        Seeds whose largest distance to the background is under `radius` are
+        dropped: a part narrower than ``2 * radius`` (a protrusion) is not a
+        cell of its own. An object left without a seed stays whole (the
+        labelling gives it its own label; :func:`label_stack`).
 
     Returns
     -------
@@ -219,7 +226,12 @@ def distance_seeds(probability: np.ndarray, threshold: float, depth: float) -> n
     # the h-maxima: the regional maxima of the distance lowered by `depth` and rebuilt under
     # it; two maxima joined by a saddle less than `depth` below the lower one share a plateau
     raised = reconstruction(distance - depth, distance, method="dilation")
-    return local_maxima(raised, connectivity=1, allow_borders=True) & mask
+    seeds = local_maxima(raised, connectivity=1, allow_borders=True) & mask
+    if radius > 0:
+        plateaus, n = ndimage.label(seeds)  # 4-connected
+        peaks = ndimage.maximum(distance, plateaus, np.arange(1, n + 1)) - (depth + 1.0)
+        seeds &= np.concatenate([[False], np.asarray(peaks) >= radius])[plateaus]
+    return seeds
 
 
 def flood_block(probability: np.ndarray, seeds: np.ndarray, options: InstanceOptions) -> np.ndarray:
@@ -290,7 +302,10 @@ def label_stack(
                 return np.asarray(probability[p, r, c]) > level
             (r0, r1), (c0, c1) = _with_margin(r, height), _with_margin(c, width)
             seeds = distance_seeds(
-                np.asarray(probability[p, r0:r1, c0:c1]), options.threshold, options.split_depth
+                np.asarray(probability[p, r0:r1, c0:c1]),
+                options.threshold,
+                options.split_depth,
+                options.split_radius,
             )
             return seeds[r.start - r0 : r.stop - r0, c.start - c0 : c.stop - c0]
 
@@ -305,8 +320,50 @@ def label_stack(
             continue
         seed_lut = final_lut(component, sizes, 0)
         sizes = _flood_plane(probability, seed_scratch, scratch, p, block, seed_lut, options)
+        if options.method == "distance":  # objects without a seed keep a label of their own
+            sizes = _label_unseeded(probability, seed_scratch, scratch, p, block, options, sizes)
         tables.append(final_lut(np.arange(len(sizes)), sizes, options.min_size))
     return tables
+
+
+def _label_unseeded(
+    probability: Any,
+    spare: Any,
+    out: Any,
+    p: int,
+    block: tuple[int, int],
+    options: InstanceOptions,
+    sizes: np.ndarray,
+) -> np.ndarray:
+    """Give the foreground that no seed flooded labels after the seeds'; pixels per label.
+
+    The unflooded foreground of plane `p` of `out` (labels so far, ``sizes``
+    pixels each) is labelled block by block into `spare` and merged across
+    blocks like components, then numbered after the seeds' labels in `out`.
+    """
+    height, width = probability.shape[1:]
+
+    def read(r: slice, c: slice) -> np.ndarray:
+        fg = np.asarray(probability[p, r, c]) > options.threshold
+        return fg & (np.asarray(out[p, r, c]) == 0)
+
+    def write(r: slice, c: slice, lab: np.ndarray) -> None:
+        spare[p, r, c] = lab
+
+    component, rest = label_plane(
+        read, write, (height, width), block, connectivity=options.connectivity
+    )
+    lut = final_lut(component, rest, 0)
+    if lut.max() == 0:
+        return sizes
+    offset = np.uint32(len(sizes) - 1)
+    extra = np.zeros(int(lut.max()) + 1, np.int64)
+    for rows, cols in _blocks((height, width), block):
+        own = lut[np.asarray(spare[p, rows, cols])]
+        labels = np.asarray(out[p, rows, cols])
+        out[p, rows, cols] = np.where(own > 0, own + offset, labels)
+        extra += np.bincount(own.ravel(), minlength=len(extra))
+    return np.concatenate([sizes, extra[1:]])
 
 
 def _flood_plane(

@@ -181,8 +181,8 @@ def _readme(model: UNet, size: int, out: int, dtype: str, pixel: PixelSize | Non
         "components": "4-connected components of the foreground",
         "watershed": f"a watershed from seeds where probability > {rule.seed_threshold:g}",
         "distance": "the foreground split at the necks of its shape (a watershed of the "
-        "distance to the background from its maxima deeper than "
-        f"{rule.split_depth:g} px)",
+        f"distance to the background from its maxima at least {rule.split_depth:g} px deep "
+        f"and {rule.split_radius:g} px from the background)",
     }[rule.method]
     min_size = f", at least {rule.min_size} px" if rule.min_size else ""
     chosen = f"calibrated for {rule.chosen_by}" if rule.chosen_by else "not calibrated"

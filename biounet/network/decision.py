@@ -41,8 +41,8 @@ class DecisionRule:
         background, for cells touching with a confident contact).
     seed_threshold : float
         The watershed's seed level.
-    split_depth : float
-        The distance split's depth in pixels
+    split_depth, split_radius : float
+        The distance split's depth and smallest cell radius in pixels
         (:class:`biounet.options.InstanceOptions`).
     """
 
@@ -52,6 +52,7 @@ class DecisionRule:
     method: str = "components"
     seed_threshold: float = 0.9
     split_depth: float = 2.0
+    split_radius: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.threshold) and 0.0 <= self.threshold < 1.0):
@@ -77,7 +78,7 @@ class DecisionRule:
         --------
         >>> DecisionRule(0.25, 10).instances(min_size=None, threshold=0.4)
         InstanceOptions(method='components', threshold=0.4, seed_threshold=0.9, min_size=10, \
-connectivity=1, split_depth=2.0)
+connectivity=1, split_depth=2.0, split_radius=0.0)
         """
         base = InstanceOptions(
             self.method,
@@ -85,6 +86,7 @@ connectivity=1, split_depth=2.0)
             self.seed_threshold,
             self.min_size,
             split_depth=self.split_depth,
+            split_radius=self.split_radius,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -109,7 +111,8 @@ connectivity=1, split_depth=2.0)
         if used.method == "watershed":
             parts.append(f"watershed from seeds > {used.seed_threshold:g}")
         elif used.method == "distance":
-            parts.append(f"split at necks deeper than {used.split_depth:g} px")
+            radius = f", cells of radius >= {used.split_radius:g} px" if used.split_radius else ""
+            parts.append(f"split at necks of depth >= {used.split_depth:g} px{radius}")
         if used.method != self.method and self.method != "components":
             parts.append(f"(model: {self.method})")
         if self.chosen_by:

@@ -22,7 +22,7 @@ from biounet.evaluation.isbi import pixel_error, rand_error, seg_measure
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.evaluation.proposal import label_cells
 from biounet.evaluation.table import is_improvement
-from biounet.inference.instances import distance_seeds, flood_block, watershed_block
+from biounet.inference.instances import label_stack, watershed_block
 from biounet.network.decision import DecisionRule
 from biounet.options import InstanceOptions
 
@@ -35,7 +35,9 @@ SEED_THRESHOLDS: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
 #: Foreground thresholds tried with each seed level (those below it).
 SPLIT_THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Neck depths (pixels) tried by the distance split (:func:`calibrate_distance_split`).
-SPLIT_DEPTHS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+SPLIT_DEPTHS: tuple[float, ...] = (2.0, 4.0, 8.0, 12.0, 16.0, 20.0)
+#: Smallest cell radii (pixels) tried with each depth; 0: every maximum may seed.
+SPLIT_RADII: tuple[float, ...] = (0.0, 8.0, 12.0, 16.0, 20.0)
 
 
 def objective(label_kind: str) -> str:
@@ -106,15 +108,18 @@ def split_cells(
 
 
 def distance_split(
-    probability: np.ndarray, threshold: float, min_size: int, depth: float
+    probability: np.ndarray, threshold: float, min_size: int, depth: float, radius: float = 0.0
 ) -> np.ndarray:
     """Objects of ``probability > threshold``, touching cells split at the necks of their shape.
 
-    The seeds are the maxima of the distance to the background that stand more
-    than `depth` pixels above the neck to a higher one; each floods the
-    negated distance within the foreground (as ``biounet predict --instances
-    distance``), then objects under `min_size` pixels are removed. Unlike
-    :func:`split_cells` it needs no dip of the probability between the cells.
+    The seeds are the maxima of the distance to the background that stand at
+    least `depth` pixels above the neck to a higher one and at least `radius`
+    pixels from the background; each floods the negated distance within the
+    foreground, an object without a seed stays whole, and objects under
+    `min_size` pixels are removed. This is ``biounet predict --instances
+    distance`` (:func:`biounet.inference.instances.label_stack` on the whole
+    plane). Unlike :func:`split_cells` it needs no dip of the probability
+    between the cells.
 
     Shapes as for :func:`components`: (P, M, N) in, int64 labels (P, M, N) out.
 
@@ -123,13 +128,18 @@ def distance_split(
     >>> p = np.zeros((1, 9, 17)); p[0, 1:8, 1:8] = p[0, 1:8, 9:16] = p[0, 4, 8] = 1.0
     >>> int(components(p, 0.5, 0).max()), int(distance_split(p, 0.5, 0, 1.0).max())
     (1, 2)
+    >>> int(distance_split(p, 0.5, 0, 1.0, radius=5.0).max())  # peaks of 4: no cell of its own
+    1
     """
-    options = InstanceOptions("distance", threshold, min_size=0, split_depth=depth)
-    planes = []
-    for plane in probability:
-        seeds = label_cells(distance_seeds(plane, threshold, depth))
-        planes.append(flood_block(plane, seeds, options))
-    return remove_small(np.stack(planes).astype(np.int64), min_size)
+    options = InstanceOptions(
+        "distance", threshold, min_size=min_size, split_depth=depth, split_radius=radius
+    )
+    scratch = np.zeros(probability.shape, np.uint32)
+    spare = np.zeros(probability.shape, np.uint32)
+    tables = label_stack(probability, scratch, probability.shape[1:], options, seed_scratch=spare)
+    return np.stack([table[plane] for table, plane in zip(tables, scratch, strict=True)]).astype(
+        np.int64
+    )
 
 
 def calibrate_distance_split(
@@ -139,31 +149,36 @@ def calibrate_distance_split(
     *,
     thresholds: tuple[float, ...] = SPLIT_THRESHOLDS,
     depths: tuple[float, ...] = SPLIT_DEPTHS,
-) -> tuple[float, float | None, float]:
-    """Whether splitting at the necks of the cells' shape raises SEG: its depth and threshold.
+    radii: tuple[float, ...] = SPLIT_RADII,
+) -> tuple[float, tuple[float, float] | None, float]:
+    """Whether splitting at the necks of the cells' shape raises SEG: depth, radius, threshold.
 
-    As :func:`calibrate_split`, for :func:`distance_split`: every depth with
-    every foreground threshold (and the rule's own) against plain components
-    at the rule's threshold, pooled SEG over the images of one size.
+    As :func:`calibrate_split`, for :func:`distance_split`: every depth and
+    smallest radius with every foreground threshold (and the rule's own)
+    against plain components at the rule's threshold, pooled SEG over the
+    images of one size.
 
     Returns
     -------
     threshold : float
         The rule's threshold when plain components win, else the split's.
-    depth : float or None
-        The best neck depth in pixels, or None when plain components score as well.
+    split : (float, float) or None
+        The best neck depth and smallest radius in pixels, or None when plain
+        components score as well.
     seg : float
         The pooled SEG of the images with that choice.
     """
     p, g = np.stack(probability), np.stack(truth)
-    best_threshold, best_depth = rule.threshold, None
+    best_threshold, best_split = rule.threshold, None
     best = seg_score(components(p, rule.threshold, rule.min_size), g)
     for threshold in sorted({*thresholds, rule.threshold}):
         for depth in depths:
-            value = seg_score(distance_split(p, threshold, rule.min_size, depth), g)
-            if value > best:
-                best_threshold, best_depth, best = threshold, depth, value
-    return best_threshold, best_depth, best
+            for radius in radii:
+                labels = distance_split(p, threshold, rule.min_size, depth, radius)
+                value = seg_score(labels, g)
+                if value > best:
+                    best_threshold, best_split, best = threshold, (depth, radius), value
+    return best_threshold, best_split, best
 
 
 def calibrate_split(

@@ -296,7 +296,8 @@ SPLITS: tuple[str, ...] = ("none", "watershed", "distance", "both")
 def rule_labels(prob: np.ndarray, rule: dict) -> np.ndarray:
     """Instance labels (P, M, N) of probabilities (P, M, N) under a calibrated rule (a dict)."""
     if rule.get("split_depth") is not None:
-        return distance_split(prob, rule["threshold"], rule["min_size"], rule["split_depth"])
+        depth, radius = rule["split_depth"], rule.get("split_radius", 0.0)
+        return distance_split(prob, rule["threshold"], rule["min_size"], depth, radius)
     if rule["seed_threshold"] is not None:
         return split_cells(prob, rule["threshold"], rule["min_size"], rule["seed_threshold"])
     return components(prob, rule["threshold"], rule["min_size"])
@@ -313,11 +314,12 @@ def calibrate_rules(probs: list[np.ndarray], truth: list[np.ndarray]) -> dict[st
     """
     rule, _ = calibrate(probs, truth, "instance")
     plain = {"threshold": rule.threshold, "min_size": rule.min_size}
-    plain |= {"seed_threshold": None, "split_depth": None}
+    plain |= {"seed_threshold": None, "split_depth": None, "split_radius": None}
     threshold, seed, seg_watershed = calibrate_split(probs, truth, rule)
     watershed = plain | {"threshold": threshold, "seed_threshold": seed}
-    threshold, depth, seg_distance = calibrate_distance_split(probs, truth, rule)
-    distance = plain | {"threshold": threshold, "split_depth": depth}
+    threshold, split, seg_distance = calibrate_distance_split(probs, truth, rule)
+    depth, radius = split or (None, None)
+    distance = plain | {"threshold": threshold, "split_depth": depth, "split_radius": radius}
     seg_plain = seg_score(
         components(np.stack(probs), rule.threshold, rule.min_size), np.stack(truth)
     )
@@ -524,6 +526,7 @@ def stage_final(
             method=method,
             seed_threshold=0.9 if seed is None else seed,
             split_depth=2.0 if depth is None else depth,
+            split_radius=rule.get("split_radius") or 0.0,
         )
         save_checkpoint(target, model)
     write_text(out / "rule.json", json.dumps(rule, indent=1) + "\n")
@@ -539,7 +542,8 @@ def write_text(path: Path, text: str) -> None:
 def split_text(rule: dict) -> str:
     """How a rule splits touching cells, for the table ("" for plain components)."""
     if rule.get("split_depth") is not None:
-        return f", split at necks of {rule['split_depth']:g} px"
+        radius = rule.get("split_radius") or 0.0
+        return f", split at necks of {rule['split_depth']:g} px, radius >= {radius:g}"
     if rule["seed_threshold"] is not None:
         return f", split at {rule['seed_threshold']:g}"
     return ""

@@ -231,6 +231,7 @@ CASES = [
     ("predict-threshold-big", "predict img.tif -o o.tif --threshold 1.5", 1, "--threshold 1.5", ()),
     ("predict-seed-neg", "predict img.tif -o o.tif --seed-threshold -1", 1, "--seed-threshold", ()),
     ("predict-depth-zero", "predict img.tif -o o.tif --split-depth 0", 1, "--split-depth", ()),
+    ("predict-radius-neg", "predict img.tif -o o.tif --split-radius -1", 1, "--split-radius", ()),
     ("predict-workers-0", "predict img.tif -o o.tif --workers 0", 1, "--workers 0: must be", ()),
     ("predict-memory-0", "predict img.tif -o o.tif --memory 0", 1, "--memory 0: must be", ()),
     ("predict-batch-0", "predict img.tif -o o.tif --batch-size 0", 1, "--batch-size 0: must", ()),

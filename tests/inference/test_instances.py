@@ -140,3 +140,25 @@ def test_distance_split_keeps_every_object_and_blocks_agree_with_whole():
     assert whole.max() == 4  # the 3-px disk (peak 3 < 4) keeps its seed
     for block in ((16, 16), (30, 47), (90, 150)):
         assert np.array_equal(canonical(distance_labels(prob, block, 4.0)), canonical(whole))
+
+
+def test_split_radius_keeps_a_protrusion_on_its_cell_and_blocks_agree():
+    """A cell with a narrow arm ending in a knob (peak 4): depth 1 splits the knob off as a
+    cell; a smallest radius of 6 keeps it on the cell. Blockwise equals the whole plane, and
+    a small object whose only maximum is under the radius stays one object."""
+    truth = touching_disks((90, 150), ((40, 40), (40, 90), (80, 130)), (20, 4, 3))
+    truth[38:43, 40:90] = 1  # the arm joining the knob to the cell (one cell in truth)
+    truth[truth == 2] = 1
+    prob = (truth > 0)[None] * 0.9
+    assert distance_labels(prob, (128, 160), depth=1.0).max() == 3  # cell, knob, small disk
+
+    def with_radius(block):
+        opts = InstanceOptions(method="distance", threshold=0.5, split_depth=1.0, split_radius=6)
+        scratch, seeds = np.zeros(prob.shape, np.uint32), np.zeros(prob.shape, np.uint32)
+        return label_stack(prob, scratch, block, opts, seed_scratch=seeds)[0][scratch[0]]
+
+    whole = with_radius((90, 150))
+    assert whole.max() == 2 and np.array_equal(whole > 0, truth > 0)  # nothing lost
+    assert np.unique(whole[truth == 1]).size == 1  # the knob stays on its cell
+    for block in ((16, 16), (30, 47)):
+        assert np.array_equal(canonical(with_radius(block)), canonical(whole))

@@ -161,6 +161,7 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
     assert model.decision.method == method
     assert seed is None or model.decision.seed_threshold == seed
     assert depth is None or model.decision.split_depth == depth
+    assert depth is None or model.decision.split_radius == rule["split_radius"]
     from biounet.inference.segmentation import segment
 
     frame = tifffile.imread(sorted((tmp_path / "final/data/01").iterdir())[0])

@@ -136,9 +136,9 @@ def test_the_distance_split_is_chosen_where_the_probability_does_not_dip():
     rule, _ = calibrate([prob], [truth], "instance")
     plain = seg_score(components(prob[None], rule.threshold, rule.min_size), truth[None])
     assert calibrate_split([prob], [truth], rule)[1] is None  # the watershed cannot split
-    threshold, depth, seg = calibrate_distance_split([prob], [truth], rule)
-    assert depth is not None and depth < 7  # the neck: peaks 22 and 13, saddle 7
-    labels = distance_split(prob[None], threshold, rule.min_size, depth)
+    threshold, split, seg = calibrate_distance_split([prob], [truth], rule)
+    assert split is not None and split[0] < 7 and split[1] <= 13  # peaks 22 and 13, saddle 7
+    labels = distance_split(prob[None], threshold, rule.min_size, *split)
     assert seg == seg_score(labels, truth[None])
     assert seg > 0.9 and seg > plain + 0.25
     # a single cell is left whole: no depth beats plain components
