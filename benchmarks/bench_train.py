@@ -339,24 +339,13 @@ def bench_validate(
     return {"validate_s_per_image": round(full, 3), "predict_s_per_image": round(alone, 3)}
 
 
-def cpu_model() -> str:
-    """The CPU's model name (lscpu's), to name beside absolute figures."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes)")
     parser.add_argument("--isbi-dir", type=Path, default=DEFAULT_ISBI)
     args = parser.parse_args(argv)
+    from biounet.device import cpu_model
+
     started = time.perf_counter()
     images, instances, source = load_data(args.isbi_dir, 6 if args.quick else 24)
     print(f"data: {source}, {len(images)} slice(s); CPU: {cpu_model()}")

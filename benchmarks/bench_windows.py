@@ -16,26 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
 
-from biounet.device import cpu_has_bf16, reuse_freed_memory
+from biounet.device import cpu_has_bf16, cpu_model, reuse_freed_memory
 from biounet.inference.tiling import tile_spec
 from biounet.network.unet import UNet, UNetConfig
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (else the platform's processor string)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_flags() -> set[str]:
@@ -76,7 +63,7 @@ def main() -> None:
     net = UNet(UNetConfig(features=args.features)).eval().to(memory_format=torch.channels_last)
     flags = cpu_flags()
     isa = {f: f in flags for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")}
-    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("ISA: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in isa.items()))
     print(f"biounet.device.cpu_has_bf16(): {cpu_has_bf16()}")
     for w in windows:  # warm-up: oneDNN picks its kernels on the first pass of a shape
@@ -104,7 +91,7 @@ def main() -> None:
                 f"window {w:5d} (tile {tile:4d}, useful {tile * tile / w / w:.2f}) {p:5s}: "
                 f"{s * 1e3:7.0f} ms per pass, {mp:.3f} useful MP/s ({mp / base:.2f}x)"
             )
-    print(json.dumps({"cpu": cpu_name(), "isa": isa, "torch": torch.__version__, "rows": rows}))
+    print(json.dumps({"cpu": cpu_model(), "isa": isa, "torch": torch.__version__, "rows": rows}))
 
 
 if __name__ == "__main__":

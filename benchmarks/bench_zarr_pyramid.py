@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -28,14 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_predict import run_measured, synthetic_tiff  # noqa: E402
 
+from biounet.device import cpu_model  # noqa: E402
 from biounet.network.checkpoint import save_checkpoint  # noqa: E402
 from biounet.network.unet import UNet, UNetConfig  # noqa: E402
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "")
-    return name or platform.processor()
 
 
 def main() -> None:

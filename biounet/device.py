@@ -188,6 +188,23 @@ def _libc():
     return libc
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo (and lscpu) give it, to name beside timings.
+
+    Falls back on the platform's processor string, then its machine type.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX-BF16; Linux).
 

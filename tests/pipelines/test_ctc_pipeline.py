@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from biounet.network.checkpoint import load_checkpoint
 from biounet.synthetic import write_ctc_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,10 +119,14 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         i, scored = fold["fold"], fold["frames"]
         trained = sorted(int(p.name[1:4]) for p in (tmp_path / f"fold{i}/data/01").iterdir())
         assert trained == [t for t in frames if t not in scored]  # no frame trained and scored
-        held = sorted(int(p.name[4:7]) for p in (tmp_path / f"fold{i}/probabilities").iterdir())
+        # predicted by best.pt (--val-count 1), in a folder named for its step
+        step = load_checkpoint(tmp_path / f"fold{i}/train/best.pt")["train_state"]["step"]
+        folder_i = tmp_path / f"fold{i}/probabilities-step{step}"
+        assert [p.name for p in (tmp_path / f"fold{i}").glob("probabilities*")] == [folder_i.name]
+        held = sorted(int(p.name[4:7]) for p in folder_i.iterdir())
         assert held == scored
         for t in scored:
-            probs[t] = tifffile.imread(tmp_path / f"fold{i}/probabilities/prob{t:03d}.tif")
+            probs[t] = tifffile.imread(folder_i / f"prob{t:03d}.tif")
             truth[t] = tifffile.imread(folder / "01_GT/SEG" / f"man_seg{t:03d}.tif")
     for fold in result["folds"]:  # each fold's rule is chosen on the other folds' frames only
         others = [t for t in frames if t not in fold["frames"]]
@@ -132,9 +137,18 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         from biounet.evaluation.matching import seg_score
 
         assert fold["seg"] == pytest.approx(seg_score(labels, ref), rel=1e-12, abs=0)
-        # the held-out SEG with each choice of split: "both" is the rule that scored
-        assert fold["seg_by_split"]["both"] == fold["seg"]
+        # the held-out SEG with each choice of split: the distance split's is the one scored
+        assert fold["seg_by_split"]["distance"] == fold["seg"]
         plain = pipeline.calibrate_rules([probs[t] for t in others], [truth[t] for t in others])
+        assert fold["rule"] == plain["distance"]
+        assert plain["best"] == max(
+            (plain[k] for k in ("none", "watershed", "distance")),
+            key=lambda r: r["seg_on_calibration_frames"],
+        )
+        best = pipeline.calibrate_rule(
+            [probs[t] for t in others], [truth[t] for t in others], "best"
+        )
+        assert best == plain["best"]
         assert plain["none"]["seed_threshold"] is None and plain["none"]["split_depth"] is None
         none = seg_score(
             pipeline.rule_labels(np.stack([probs[t] for t in fold["frames"]]), plain["none"]), ref
@@ -226,7 +240,8 @@ def test_no_final_scores_the_folds_without_the_model_on_all_frames(
 
     model = load_model(tmp_path / "fold0/train/best.pt")
     frame = tifffile.imread(folder / "01/t000.tif")
-    averaged = tifffile.imread(tmp_path / "fold0/probabilities-d4/prob000.tif")
+    step = load_checkpoint(tmp_path / "fold0/train/best.pt")["train_state"]["step"]
+    averaged = tifffile.imread(tmp_path / f"fold0/probabilities-d4-step{step}/prob000.tif")
     np.testing.assert_allclose(averaged, pipeline.predict(frame, model, tta="d4")[0, 1], atol=1e-6)
     assert "tta d4, mean ± std" in (tmp_path / "results.md").read_text()
 
