@@ -39,9 +39,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
 import platform
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -374,6 +377,7 @@ def run_folds(
     predict_runtime=None,
     tta: str = "none",
     split: str = SHIPPED_SPLIT,
+    jobs: int = 1,
 ):
     """Leave-frames-out: train per block, calibrate on the other blocks, score the block.
 
@@ -388,6 +392,9 @@ def run_folds(
     (``probabilities-d4-step4640/``), so a training continued with a larger
     budget predicts anew. `split` names the rule that scores each fold
     (:data:`SPLITS`); every choice's held-out SEG is reported beside it.
+    `jobs` > 1 trains that many folds at once, each in its own process with
+    ``cpu_count // jobs`` threads (at least one), before they predict one after
+    the other; a budget in minutes is then each process's wall time.
 
     Returns
     -------
@@ -405,7 +412,7 @@ def run_folds(
         blocks = fold_blocks(len(frames), folds)
     except ValueError as exc:
         raise SystemExit(f"Error: {exc}") from None
-    probs, truth, runs = [], [], []
+    plans = []
     for i, block in enumerate(blocks):
         held = set(block)
         rest = [f for j, f in enumerate(frames) if j not in held]
@@ -414,9 +421,14 @@ def run_folds(
                 f"Error: --val-count {val_count}: fold {i} trains on {len(rest)} frames"
             )
         test = [frames[j] for j in block]
-        run = train_fold(
-            config, rest, test, out / f"fold{i}", sequence, val_count, runtime, silver, silver_gap
-        )
+        args = (config, rest, test, out / f"fold{i}", sequence, val_count, runtime, silver)
+        plans.append(args + (silver_gap,))
+    if jobs > 1:
+        train_in_parallel(plans, jobs)
+    probs, truth, runs = [], [], []
+    for i, plan in enumerate(plans):
+        test = plan[2]
+        run = train_fold(*plan)
         chosen = val_count > 0 and (run / BEST).exists()
         step = load_checkpoint(run / (BEST if chosen else LATEST))["train_state"]["step"]
         name = "probabilities" + ("" if tta == "none" else f"-{tta}") + f"-step{step}"
@@ -478,6 +490,28 @@ def run_folds(
         "rule": final_rule,
         "final_model": str(final) if final else None,
     }
+
+
+def train_in_parallel(plans: list[tuple], jobs: int) -> None:
+    """Run :func:`train_fold` on each argument tuple of `plans`, `jobs` at a time.
+
+    Each worker is a fresh (spawned) process limited to ``cpu_count // jobs``
+    threads, so the folds share the cores instead of oversubscribing them.
+    """
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info(f"train: {len(plans)} folds, {jobs} at a time, {threads} thread(s) each")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=start_worker, initargs=(threads,)
+    ) as pool:
+        for done in [pool.submit(train_fold, *plan) for plan in plans]:
+            done.result()
+
+
+def start_worker(threads: int) -> None:
+    """A training worker's setup: its share of the cores, and the log on stderr."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def train_fold(
@@ -700,6 +734,13 @@ def main(argv: list[str] | None = None) -> dict:
         "(distance: at the necks of their shape; watershed: from confident seeds; best: "
         f"whichever scores higher on the calibration frames; default {SHIPPED_SPLIT})",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --folds: folds trained at once, each in its own process with an equal "
+        "share of the cores (default 1); --time-limit is then each one's wall time",
+    )
     parser.add_argument("--time-limit", help="training budget of each training, e.g. 45m, 1h")
     parser.add_argument("--iterations", type=int, help="training steps (default: the config's)")
     parser.add_argument(
@@ -767,6 +808,7 @@ def run_data_set(args, config, data: Path, out: Path, runtimes: tuple) -> dict:
             predict_runtime=predict_runtime,
             tta=args.tta,
             split=args.split,
+            jobs=args.jobs,
         )
         entry = {
             "data": name or data.resolve().name,

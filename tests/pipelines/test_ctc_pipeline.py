@@ -286,3 +286,33 @@ def test_silver_on_a_data_set_without_it_trains_on_gold_truth(tmp_path, pipeline
     result = pipeline.main([*args, "--folds", "2", "--silver", "3", "--no-final"])
     trained = sorted(int(p.name[1:4]) for p in (tmp_path / "fold0/data/01").iterdir())
     assert trained == [t for t in (0, 2, 4, 6, 8, 10) if t not in result["folds"][0]["frames"]]
+
+
+def test_jobs_trains_the_folds_at_once_into_the_same_models(tmp_path, one_sequence):
+    """--jobs 2 (spawned workers, a command as users run it) == one fold after the other."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    folder, config = one_sequence
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # equal threads: bitwise-equal trainings
+    results = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        args = ["--data", folder, "--out", out, "--config", config, "--folds", "2"]
+        command = [sys.executable, REPO / "pipelines/ctc/run.py", *args, "--no-final"]
+        done = subprocess.run(
+            [str(a) for a in [*command, "--jobs", jobs]], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[jobs] = json.loads((out / "results.json").read_text())[0]  # one data set
+    assert "2 folds, 2 at a time, 1 thread(s) each" in done.stderr
+    assert [f["seg"] for f in results[1]["folds"]] == [f["seg"] for f in results[2]["folds"]]
+    for fold in ("fold0", "fold1"):
+        one, two = (
+            load_checkpoint(tmp_path / f"jobs{j}" / fold / "train/latest.pt")["model_state"]
+            for j in (1, 2)
+        )
+        assert all(torch.equal(one[k], two[k]) for k in one)
