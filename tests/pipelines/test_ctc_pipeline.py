@@ -137,10 +137,10 @@ def test_folds_train_calibrate_and_score_on_disjoint_frames(tmp_path, pipeline, 
         from biounet.evaluation.matching import seg_score
 
         assert fold["seg"] == pytest.approx(seg_score(labels, ref), rel=1e-12, abs=0)
-        # the held-out SEG with each choice of split: the distance split's is the one scored
-        assert fold["seg_by_split"]["distance"] == fold["seg"]
+        # the held-out SEG with each choice of split: the shipped split's is the one scored
+        assert fold["seg_by_split"][pipeline.SHIPPED_SPLIT] == fold["seg"]
         plain = pipeline.calibrate_rules([probs[t] for t in others], [truth[t] for t in others])
-        assert fold["rule"] == plain["distance"]
+        assert fold["rule"] == plain[pipeline.SHIPPED_SPLIT]
         assert plain["best"] == max(
             (plain[k] for k in ("none", "watershed", "distance")),
             key=lambda r: r["seg_on_calibration_frames"],
