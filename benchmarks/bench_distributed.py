@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_predict import synthetic_tiff  # noqa: E402
 
-from biounet.inference.dask import DaskCluster, local_threads, start_client  # noqa: E402
+from biounet.inference.dask import DaskCluster, start_client  # noqa: E402
 from biounet.inference.files import predict_files, segment_file  # noqa: E402
+from biounet.limits import threads_per_worker  # noqa: E402
 from biounet.network.unet import UNet, UNetConfig  # noqa: E402
 from biounet.options import OutputOptions, TileOptions  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
         try:
             client.run(lambda: None)  # workers are up
             t = time.perf_counter()
-            cluster_stream = DaskCluster(client, None, "cpu", local_threads(workers))
+            cluster_stream = DaskCluster(client, None, "cpu", threads_per_worker(workers))
             for _ in predict_files(
                 [image],
                 work / f"dask{workers}.tif",
@@ -100,7 +101,7 @@ def main() -> None:
         # float32 sums depend on the torch thread count: with fewer threads per
         # worker than the single process, a few uint8 levels may round the other way
         print(
-            f"local cluster, {workers} worker(s) x {local_threads(workers)} torch thread(s): "
+            f"local cluster, {workers} worker(s) x {threads_per_worker(workers)} torch thread(s): "
             f"{seconds:.1f} s, {pixels / seconds:.3f} MP/s, {seconds / single:.2f}x the "
             f"single-process time; worker peak RSS {rss} GiB; identical output: {same}"
             + ("" if same else f" ({differ} pixels differ, by at most {max_diff} uint8 level)")

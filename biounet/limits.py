@@ -45,6 +45,11 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of `workers` processes sharing the cores, at least 1."""
+    return max(1, cpu_count() // workers)
+
+
 def max_workers() -> int:
     """The most worker processes (DataLoader, local Dask) a command may start: the cores."""
     return cpu_count()

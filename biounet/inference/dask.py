@@ -17,7 +17,6 @@ its whole strip, so the result is unchanged.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from biounet.inference.progress import TileProgress
 from biounet.inference.segmentation import Plan, TileData
 from biounet.inference.tiling import TileSpec, iter_predictions, tile_grid
 from biounet.io.read import ImageSource, open_image
+from biounet.limits import threads_per_worker
 from biounet.network.checkpoint import checkpoint_dict
 from biounet.network.unet import UNet, model_from_checkpoint
 
@@ -195,7 +195,7 @@ def connect(
     if workers is not None and workers < 1:
         raise ParameterError("workers", workers, "must be at least 1")
     client, cluster = start_client(scheduler, workers)
-    return DaskCluster(client, cluster, device, local_threads(workers) if workers else None)
+    return DaskCluster(client, cluster, device, threads_per_worker(workers) if workers else None)
 
 
 def _model_blob(model: UNet) -> dict[str, Any]:
@@ -254,8 +254,3 @@ def strips(source: ImageSource, spec: TileSpec) -> list[tuple[int, slice, slice]
         for y in range(0, source.height, ty)
         for x in range(0, source.width, bx)
     ]
-
-
-def local_threads(workers: int) -> int:
-    """Torch threads per local worker so that workers do not oversubscribe the cores."""
-    return max(1, (os.cpu_count() or 1) // workers)

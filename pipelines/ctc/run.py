@@ -40,7 +40,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import os
 import platform
 import re
 import time
@@ -59,6 +58,7 @@ from biounet.evaluation.folds import fold_blocks
 from biounet.evaluation.matching import average_precision, seg_score
 from biounet.inference.segmentation import segment
 from biounet.io.atomic import atomic_output
+from biounet.limits import threads_per_worker
 from biounet.network.checkpoint import load_checkpoint, save_checkpoint
 from biounet.network.decision import DecisionRule
 from biounet.network.unet import load_model
@@ -423,8 +423,8 @@ def run_folds(
                 f"Error: --val-count {val_count}: fold {i} trains on {len(rest)} frames"
             )
         test = [frames[j] for j in block]
-        args = (config, rest, test, out / f"fold{i}", sequence, val_count, runtime, silver)
-        plans.append(args + (silver_gap,))
+        fold = out / f"fold{i}"
+        plans.append((config, rest, test, fold, sequence, val_count, runtime, silver, silver_gap))
     if jobs > 1:
         train_in_parallel(plans, jobs)
     probs, truth, runs = [], [], []
@@ -500,7 +500,7 @@ def train_in_parallel(plans: list[tuple], jobs: int) -> None:
     Each worker is a fresh (spawned) process limited to ``cpu_count // jobs``
     threads, so the folds share the cores instead of oversubscribing them.
     """
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_worker(jobs)
     log.info(f"train: {len(plans)} folds, {jobs} at a time, {threads} thread(s) each")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -759,6 +759,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.val_count = 0 if args.folds else 2
     if args.silver is not None and not args.folds:
         raise SystemExit("Error: --silver: needs --folds")
+    if args.jobs != 1 and not args.folds:
+        raise SystemExit("Error: --jobs: needs --folds")
+    if args.jobs < 1:
+        raise SystemExit(f"Error: --jobs {args.jobs}: must be at least 1")
     runtime = make_runtime(args.device, args.precision, training=True), make_runtime(args.device)
     config = load_config(args.config)
     if args.time_limit:

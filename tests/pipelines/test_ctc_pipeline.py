@@ -316,3 +316,12 @@ def test_jobs_trains_the_folds_at_once_into_the_same_models(tmp_path, one_sequen
             for j in (1, 2)
         )
         assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_jobs_without_folds_or_below_one_is_one_line(tmp_path, pipeline, one_sequence):
+    folder, config = one_sequence
+    args = ["--data", str(folder), "--out", str(tmp_path), "--config", str(config)]
+    with pytest.raises(SystemExit, match="Error: --jobs: needs --folds"):
+        pipeline.main([*args, "--jobs", "2"])
+    with pytest.raises(SystemExit, match="Error: --jobs 0: must be at least 1"):
+        pipeline.main([*args, "--folds", "2", "--jobs", "0"])
