@@ -162,3 +162,28 @@ def test_split_radius_keeps_a_protrusion_on_its_cell_and_blocks_agree():
     assert np.unique(whole[truth == 1]).size == 1  # the knob stays on its cell
     for block in ((16, 16), (30, 47)):
         assert np.array_equal(canonical(with_radius(block)), canonical(whole))
+
+
+@pytest.mark.parametrize(("depth", "radius"), [(1.0, 0.0), (3.0, 0.0), (2.0, 4.0), (6.0, 8.0)])
+def test_distance_seeds_object_by_object_equal_the_whole_image_h_maxima(rng, depth, radius):
+    """Each object's h-maxima are found in its own box; the reference rebuilds the whole
+    image at once (as skimage's h-maxima by reconstruction do), on blobs of a smoothed noise
+    image that touch diagonally, fill a box's corner and meet the image border."""
+    from skimage.morphology import local_maxima, reconstruction
+
+    from biounet.inference.instances import distance_seeds
+
+    prob = smooth_probability(rng, (1, 120, 150), sigma=4.0)[0]
+    prob[60, 60], prob[61, 61], prob[60, 61], prob[61, 60] = 1.0, 1.0, 0.0, 0.0  # a diagonal
+    for threshold in (0.45, 0.55, 0.7):
+        mask = prob > threshold
+        distance = ndi.distance_transform_edt(mask) + (depth + 1.0) * mask
+        raised = reconstruction(distance - depth, distance, method="dilation")
+        expected = local_maxima(raised, connectivity=1, allow_borders=True) & mask
+        if radius > 0:
+            plateaus, n = ndi.label(expected)
+            peaks = ndi.maximum(distance, plateaus, np.arange(1, n + 1)) - (depth + 1.0)
+            expected &= np.concatenate([[False], np.asarray(peaks) >= radius])[plateaus]
+        seeds = distance_seeds(prob, threshold, depth, radius)
+        assert label(mask).max() > 3 and expected.any()
+        assert np.array_equal(seeds, expected)
