@@ -226,21 +226,20 @@ def distance_seeds(
     # the h-maxima: the regional maxima of the distance lowered by `depth` and rebuilt under
     # it; two maxima joined by a saddle less than `depth` below the lower one share a plateau.
     # No path between two objects (8-connected, as the rebuilding's 3x3 footprint) stays
-    # above the background, so each is rebuilt alone in its bounding box: 10x faster on
-    # cells covering a tenth of the image than rebuilding the whole image at once
+    # above the background, so each is rebuilt alone in its bounding box (7.8x faster
+    # than the whole image on U373 frames, whose cells cover about a tenth of it)
     objects, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
     seeds = np.zeros_like(mask)
     for k, box in enumerate(ndimage.find_objects(objects), start=1):
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
         part = distance[box]  # other objects' pieces in the box do not reach this one
         raised = reconstruction(part - depth, part, method="dilation")
-        own = local_maxima(raised, connectivity=1, allow_borders=True) & (objects[box] == k)
-        seeds[box] |= own
+        seeds[box] |= local_maxima(raised, connectivity=1, allow_borders=True) & (objects[box] == k)
     if radius > 0:
         plateaus, n = ndimage.label(seeds)  # 4-connected
         peaks = np.zeros(n + 1)
         np.maximum.at(peaks, plateaus[seeds], distance[seeds] - (depth + 1.0))
-        seeds &= (peaks >= radius)[plateaus] & (plateaus > 0)
+        seeds &= (peaks >= radius)[plateaus]  # no seed where plateaus is 0
     return seeds
 
 
