@@ -87,12 +87,45 @@ def overlaps(labels: np.ndarray, reference: np.ndarray):
     return k // width, k % width, inter, ref_sizes, res_sizes
 
 
-def seg_sums(labels: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
-    """Sum of the SEG Jaccard scores of one slice, and its number of reference objects."""
+def _seg_matches(labels: np.ndarray, reference: np.ndarray):
+    """SEG's matched reference objects (indices), their Jaccard scores, and the count of all."""
     ref, res, inter, ref_sizes, res_sizes = overlaps(labels, reference)
     match = 2 * inter > ref_sizes[ref]  # strictly more than half of R
     jaccard = inter[match] / (ref_sizes[ref[match]] + res_sizes[res[match]] - inter[match])
-    return float(jaccard.sum()), int(ref_sizes.size)
+    return ref[match], jaccard, int(ref_sizes.size)
+
+
+def seg_sums(labels: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
+    """Sum of the SEG Jaccard scores of one slice, and its number of reference objects."""
+    _, jaccard, count = _seg_matches(labels, reference)
+    return float(jaccard.sum()), count
+
+
+def seg_per_object(labels: np.ndarray, reference: np.ndarray) -> dict[int, float]:
+    """SEG's score of every reference object of one slice: its label -> Jaccard (0 unmatched).
+
+    Parameters
+    ----------
+    labels, reference : ndarray of shape (M, N), int
+        Result and reference objects (0 = background).
+
+    Returns
+    -------
+    dict
+        Every reference label, in increasing order, and its Jaccard index with
+        the result object covering more than half of it, or 0.0 without one.
+        Their mean is the slice's SEG.
+
+    Examples
+    --------
+    >>> seg_per_object(np.array([[1, 1, 1, 0]]), np.array([[4, 4, 0, 7]]))
+    {4: 0.6666666666666666, 7: 0.0}
+    """
+    matched, jaccard, count = _seg_matches(labels, reference)
+    scores = np.zeros(count)
+    scores[matched] = jaccard
+    ids = np.unique(np.asarray(reference)[np.asarray(reference) > 0])
+    return {int(i): float(j) for i, j in zip(ids, scores, strict=True)}
 
 
 def seg_score(labels: np.ndarray, reference: np.ndarray) -> float:

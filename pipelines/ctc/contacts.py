@@ -25,24 +25,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import gold_truth_frames, rule_labels  # noqa: E402  (the pipeline beside this file)
 
-from biounet.evaluation.matching import overlaps  # noqa: E402
-
-
-def object_jaccard(labels: np.ndarray, truth: np.ndarray) -> dict[int, float]:
-    """SEG's Jaccard index of every gold-truth object (its label -> J; 0 if unmatched).
-
-    Examples
-    --------
-    >>> object_jaccard(np.array([[1, 1, 1, 0]]), np.array([[4, 4, 0, 7]]))
-    {4: 0.6666666666666666, 7: 0.0}
-    """
-    ids = np.unique(truth[truth > 0])
-    ref, res, inter, ref_sizes, res_sizes = overlaps(labels, truth)
-    jac = np.zeros(ids.size)
-    match = 2 * inter > ref_sizes[ref]
-    union = ref_sizes[ref[match]] + res_sizes[res[match]] - inter[match]
-    jac[ref[match]] = inter[match] / union
-    return {int(i): float(j) for i, j in zip(ids, jac, strict=True)}
+from biounet.evaluation.matching import seg_per_object  # noqa: E402
 
 
 def held_out(run: Path, frame: int) -> tuple[np.ndarray, dict]:
@@ -94,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     for row, (name, folder) in zip(axes, runs, strict=True):
         prob, rule = held_out(Path(folder), args.frame)
         labels = rule_labels(prob[None], rule)[0]
-        jac = object_jaccard(labels, truth)
+        jac = seg_per_object(labels, truth)
         shown = {k: round(v, 2) for k, v in jac.items() if k in inside}
         print(f"{name}: gold-truth objects in the crop, Jaccard: {shown}")
         row[0].imshow(image[crop], cmap="gray")

@@ -17,7 +17,7 @@ from biounet.evaluation.isbi import (
     vinfo,
     vrand,
 )
-from biounet.evaluation.matching import average_precision, seg_score
+from biounet.evaluation.matching import average_precision, seg_per_object, seg_score
 from biounet.evaluation.proposal import THRESHOLDS, WARPING_THRESHOLDS, Proposal, label_cells
 from biounet.evaluation.thinning import thin_boundaries
 
@@ -272,6 +272,16 @@ def test_seg_hand_cases_and_the_half_rule():
     assert seg_score(more, ref) == pytest.approx((3 / 3 * 0 + 3 / 4 + 2 / 3) / 2)
     # label 0 is background, never an object, even where it covers a reference
     assert seg_score(np.zeros_like(ref), ref) == 0.0
+
+
+def test_seg_per_object_scores_every_reference_label_and_averages_to_seg():
+    ref = np.array([[1, 1, 0, 2, 2, 2, 2, 0, 9]])
+    res = np.array([[5, 5, 5, 6, 6, 0, 0, 0, 0]])
+    # 1: J = 2/3; 2: the result covers exactly half of it, no match; 9: nothing covers it
+    scores = seg_per_object(res, ref)
+    assert scores == {1: 2 / 3, 2: 0.0, 9: 0.0}
+    assert np.mean(list(scores.values())) == pytest.approx(seg_score(res, ref))
+    assert seg_per_object(res, np.zeros_like(ref)) == {}
 
 
 def test_seg_is_the_mean_over_objects_of_all_frames():

@@ -35,14 +35,6 @@ def fold_run(tmp_path):
     return data, run
 
 
-def test_object_jaccard_is_seg_per_gold_truth_object(script):
-    contacts = script("pipelines/ctc/contacts.py")
-    truth = np.array([[1, 1, 0, 2, 2, 2, 2, 0, 3]])
-    labels = np.array([[5, 5, 5, 6, 6, 0, 0, 0, 0]])
-    # 1: 2 / 3; 2: the result covers only half of it (not more): 0; 3: nothing
-    assert contacts.object_jaccard(labels, truth) == {1: 2 / 3, 2: 0.0, 3: 0.0}
-
-
 def test_contacts_draws_each_runs_held_out_fold_and_scores_its_objects(
     tmp_path, script, fold_run, capsys
 ):
